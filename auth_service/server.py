@@ -1,0 +1,67 @@
+"""The auth role's composition root."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+
+from grpc import aio
+from minitg.auth.v1 import auth_service_pb2_grpc
+
+from auth_service.adapters.keys import load_signing_keys
+from auth_service.adapters.passwords import PasswordHasher
+from auth_service.adapters.store import AccountStore
+from auth_service.api.servicer import AuthServicer
+from auth_service.service import AuthUseCases
+from svckit.authn import Authenticator
+from svckit.backends import EmbeddedBackends
+from svckit.config import Config
+from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
+
+SERVICE_NAME = "minitg.auth.v1.AuthService"
+
+
+async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack) -> Register:
+    """Wire keys, password hashing, storage and token verification into the servicer."""
+    assert backends.database is not None
+    keys = await asyncio.to_thread(
+        load_signing_keys, cfg.auth.keys_dir, generate_if_empty=cfg.auth.generate_keys
+    )
+    hasher = PasswordHasher(cfg.auth.bcrypt_cost)
+    stack.callback(hasher.close)
+    cases = AuthUseCases(AccountStore(backends.database), hasher, keys, cfg.auth)
+
+    async def local_jwks() -> Sequence[Mapping[str, str]]:
+        return cases.jwks()
+
+    async def locally_revoked(session_id: str, _token: str) -> bool:
+        return await cases.session_revoked_at(session_id) is not None
+
+    authn = Authenticator(
+        jwks=local_jwks,
+        revoked=locally_revoked,
+        issuer=cfg.auth.issuer,
+        audience=cfg.auth.audience,
+        session_ttl=0,  # the auth service reads its own table: always current
+        min_jwks_refresh=0,
+    )
+    servicer = AuthServicer(cases, authn)
+
+    def register(server: aio.Server) -> None:
+        auth_service_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
+
+    return register
+
+
+SPEC = ServiceSpec(
+    role="auth",
+    service_name=SERVICE_NAME,
+    uses=frozenset({"database"}),
+    migrations_package="auth_service",
+    build_servicer=build_servicer,
+)
+
+
+def build_role(cfg: Config, embedded: EmbeddedBackends) -> GrpcServiceRole:
+    return GrpcServiceRole(SPEC, cfg, cfg.auth_listen, embedded)

@@ -1,0 +1,52 @@
+"""The gateway's aiohttp application: ``create_app(cfg, deps)``.
+
+Routes are added by feature modules; this module only wires the middleware, the
+health and metrics endpoints, and the dependencies every handler reads through
+typed ``web.AppKey``s.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import rest_auth, rest_users
+from gateway.deps import DEPS, GatewayDeps
+from gateway.middleware import observe
+from svckit import metrics
+from svckit.grpc_server import run_checks
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(deps: GatewayDeps) -> web.Application:
+    """Build the gateway application around already-opened dependencies."""
+    app = web.Application(middlewares=[observe], client_max_size=MAX_BODY_BYTES)
+    app[DEPS] = deps
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/metrics", serve_metrics)
+    rest_auth.add_routes(app)
+    rest_users.add_routes(app)
+    return app
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 when every dependency and service answers; 503 naming what does not."""
+    deps = request.app[DEPS]
+    timeout = min(2.0, deps.cfg.rpc_timeout_seconds)
+    own = await run_checks({"hot_state": deps.hot_state.ping, "broker": deps.bus.ping}, timeout)
+    services = await deps.clients.health()
+    checks = {**services, **own}
+    for name, ok in checks.items():
+        metrics.DEPENDENCY_UP.labels("gateway", name).set(1 if ok else 0)
+    healthy = all(checks.values()) and not deps.draining
+    body = {
+        "status": "ok" if healthy else ("draining" if deps.draining else "unavailable"),
+        "pod_id": deps.cfg.pod_id,
+        "checks": {name: "up" if ok else "down" for name, ok in checks.items()},
+    }
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def serve_metrics(_: web.Request) -> web.Response:
+    body, content_type = metrics.render_latest()
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -1,0 +1,104 @@
+"""HTTP middleware: request ids, RED metrics and the one place errors become JSON.
+
+Every error the gateway answers has the body ``{"error": {"code", "message"}}``; a
+domain failure from a service arrives as a rich gRPC status and keeps its reason; anything
+unexpected is logged once and becomes 500 INTERNAL without a stack trace in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import grpc
+from aiohttp import web
+
+from svckit import metrics
+from svckit.errors import DomainError, ErrorDetails, details_from_rpc_error
+from svckit.logs import REQUEST_ID_HEADER, bind_request_id
+
+log = logging.getLogger("minitg.gateway.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_REASONS: Mapping[int, str] = {
+    400: "MALFORMED_REQUEST",
+    401: "TOKEN_MISSING",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> web.Response:
+    """The one JSON error shape of the HTTP API (``metadata`` only when non-empty)."""
+    error: dict[str, object] = {"code": code, "message": message}
+    if metadata:
+        error["metadata"] = dict(metadata)
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers.setdefault("WWW-Authenticate", 'Bearer realm="minitg"')
+    return web.json_response({"error": error}, status=status, headers=all_headers)
+
+
+def details_response(details: ErrorDetails) -> web.Response:
+    """Turn a service's error into the HTTP answer (with Retry-After on 429)."""
+    headers: dict[str, str] = {}
+    retry_ms = details.metadata.get("retry_after_ms")
+    if details.http_status == 429 and retry_ms and retry_ms.isdigit():
+        headers["Retry-After"] = str(max(1, -(-int(retry_ms) // 1000)))
+    message = details.message
+    if details.code == grpc.StatusCode.INTERNAL:
+        message = "internal error"
+    return error_response(details.http_status, details.reason, message, headers, details.metadata)
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id, time the request, and map every failure to a JSON error."""
+    rid = bind_request_id(request.headers.get(REQUEST_ID_HEADER))
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    template = route.canonical if route is not None else "unmatched"
+    status = 500
+    try:
+        response = await _answer(request, handler)
+        status = response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = rid
+        return response
+    finally:
+        metrics.HTTP_REQUESTS.labels(template, request.method, str(status)).inc()
+        metrics.HTTP_SECONDS.labels(template, request.method).observe(time.perf_counter() - started)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_REASONS.get(exc.status, "HTTP_ERROR")
+        return error_response(exc.status, code, exc.reason, _kept_headers(exc))
+    except DomainError as exc:
+        details = ErrorDetails(exc.code, exc.reason, exc.message, exc.metadata)
+        return details_response(details)
+    except grpc.aio.AioRpcError as exc:
+        return details_response(details_from_rpc_error(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "INTERNAL", "internal error")
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}

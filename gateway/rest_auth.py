@@ -1,0 +1,181 @@
+"""REST endpoints for accounts and sessions: ``/v1/auth/*`` and the JWKS document.
+
+Each handler reads JSON, applies the gateway's rate limits, calls ``AuthService`` over
+gRPC (forwarding the caller's bearer token) and shapes the JSON answer. The refresh token
+also travels in an HttpOnly cookie scoped to ``/v1/auth`` for browser clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from minitg.auth.v1 import auth_pb2, auth_service_pb2
+
+from gateway.deps import DEPS, GatewayDeps
+from gateway.http_json import int_param, read_object, text_field
+from svckit.authn import AUTHORIZATION
+
+REFRESH_COOKIE = "refresh_token"
+COOKIE_PATH = "/v1/auth"
+
+
+def forward_token(request: web.Request) -> tuple[tuple[str, str], ...]:
+    """The caller's ``Authorization`` header as gRPC metadata (the service verifies it)."""
+    value = request.headers.get("Authorization", "")
+    return ((AUTHORIZATION, value),) if value else ()
+
+
+def user_json(user: auth_pb2.User) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": user.id, "display_name": user.display_name}
+    if user.email:
+        body["email"] = user.email
+    return body
+
+
+def _signed_in(deps: GatewayDeps, reply: Any, status: int) -> web.Response:
+    tokens = reply.tokens
+    response = web.json_response(
+        {
+            "user": user_json(reply.user),
+            "session_id": reply.session_id,
+            **_token_json(tokens),
+        },
+        status=status,
+    )
+    _set_refresh_cookie(deps, response, tokens)
+    return response
+
+
+def _token_json(tokens: auth_pb2.TokenPair) -> dict[str, Any]:
+    return {
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "token_type": tokens.token_type,
+        "expires_in": tokens.expires_in_seconds,
+        "refresh_expires_in": tokens.refresh_expires_in_seconds,
+    }
+
+
+def _set_refresh_cookie(deps: GatewayDeps, response: web.Response, tokens: Any) -> None:
+    response.set_cookie(
+        REFRESH_COOKIE,
+        tokens.refresh_token,
+        max_age=tokens.refresh_expires_in_seconds,
+        path=COOKIE_PATH,
+        httponly=True,
+        secure=deps.cfg.auth.cookie_secure,
+        samesite="Strict",
+    )
+
+
+async def register(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    body = await read_object(request)
+    email = text_field(body, "email")
+    password = text_field(body, "password")
+    display_name = text_field(body, "display_name")
+    device_name = text_field(body, "device_name", required=False)
+    limits = deps.limiter.limits
+    await deps.limiter.hit("register-ip", deps.limiter.client_ip(request), limits.register_per_ip)
+    reply = await deps.clients.auth.Register(
+        auth_service_pb2.RegisterRequest(
+            email=email, password=password, display_name=display_name, device_name=device_name
+        )
+    )
+    return _signed_in(deps, reply, 201)
+
+
+async def login(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    body = await read_object(request)
+    email = text_field(body, "email")
+    password = text_field(body, "password")
+    device_name = text_field(body, "device_name", required=False)
+    ip, limits = deps.limiter.client_ip(request), deps.limiter.limits
+    await deps.limiter.hit("login-ip", ip, limits.login_per_ip)
+    await deps.limiter.hit("login", f"{ip}|{email.strip().lower()}", limits.login_per_ip_email)
+    reply = await deps.clients.auth.Login(
+        auth_service_pb2.LoginRequest(email=email, password=password, device_name=device_name)
+    )
+    return _signed_in(deps, reply, 200)
+
+
+async def refresh(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    body = await read_object(request, allow_empty=True)
+    token = text_field(body, "refresh_token", required=False) or request.cookies.get(
+        REFRESH_COOKIE, ""
+    )
+    await deps.limiter.hit(
+        "refresh-ip", deps.limiter.client_ip(request), deps.limiter.limits.refresh_per_ip
+    )
+    reply = await deps.clients.auth.Refresh(auth_service_pb2.RefreshRequest(refresh_token=token))
+    response = web.json_response({"session_id": reply.session_id, **_token_json(reply.tokens)})
+    _set_refresh_cookie(deps, response, reply.tokens)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    principal = await deps.authn.from_headers(request)
+    await deps.clients.auth.Logout(auth_service_pb2.LogoutRequest(), metadata=principal.metadata())
+    deps.authn.forget_session(principal.session_id)
+    await deps.on_session_revoked(principal.session_id)
+    response = web.Response(status=204)
+    response.del_cookie(REFRESH_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    reply = await deps.clients.auth.ListSessions(
+        auth_service_pb2.ListSessionsRequest(
+            page_size=int_param(request, "page_size"),
+            page_token=request.query.get("page_token", ""),
+        ),
+        metadata=forward_token(request),
+    )
+    sessions = [
+        {
+            "id": s.id,
+            "device_name": s.device_name,
+            "created_at_ms": s.created_at_ms,
+            "last_used_at_ms": s.last_used_at_ms,
+            "current": s.current,
+        }
+        for s in reply.sessions
+    ]
+    return web.json_response({"sessions": sessions, "next_page_token": reply.next_page_token})
+
+
+async def revoke_session(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    session_id = request.match_info["session_id"]
+    await deps.clients.auth.RevokeSession(
+        auth_service_pb2.RevokeSessionRequest(session_id=session_id),
+        metadata=forward_token(request),
+    )
+    deps.authn.forget_session(session_id)
+    await deps.on_session_revoked(session_id)
+    return web.Response(status=204)
+
+
+async def jwks(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    reply = await deps.clients.auth.GetJwks(auth_service_pb2.GetJwksRequest())
+    keys = [
+        {"kid": k.kid, "kty": k.kty, "crv": k.crv, "x": k.x, "y": k.y, "alg": k.alg, "use": k.use}
+        for k in reply.keys
+    ]
+    return web.json_response({"keys": keys}, headers={"Cache-Control": "public, max-age=300"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/auth/register", register)
+    app.router.add_post("/v1/auth/login", login)
+    app.router.add_post("/v1/auth/refresh", refresh)
+    app.router.add_post("/v1/auth/logout", logout)
+    app.router.add_get("/v1/auth/sessions", list_sessions)
+    app.router.add_delete("/v1/auth/sessions/{session_id}", revoke_session)
+    app.router.add_get("/.well-known/jwks.json", jwks)

@@ -1,0 +1,54 @@
+"""REST endpoints for profiles: ``/v1/users/me``, ``/v1/users/{id}``, ``/v1/users?email=``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from minitg.auth.v1 import auth_service_pb2
+
+from gateway.deps import DEPS
+from gateway.http_json import int_param
+from gateway.rest_auth import user_json
+from svckit.errors import InvalidField
+
+
+async def me(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    principal = await deps.authn.from_headers(request)
+    reply = await deps.clients.auth.GetUser(
+        auth_service_pb2.GetUserRequest(user_id=principal.user_id), metadata=principal.metadata()
+    )
+    return web.json_response({"user": user_json(reply.user)})
+
+
+async def get_user(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    principal = await deps.authn.from_headers(request)
+    user_id = int_param(request, "user_id")
+    if user_id <= 0:
+        raise InvalidField("user_id", "user_id must be a positive integer")
+    reply = await deps.clients.auth.GetUser(
+        auth_service_pb2.GetUserRequest(user_id=user_id), metadata=principal.metadata()
+    )
+    return web.json_response({"user": user_json(reply.user)})
+
+
+async def find_user(request: web.Request) -> web.Response:
+    """Exact-match lookup by email, rate limited per user (it is an enumeration oracle)."""
+    deps = request.app[DEPS]
+    principal = await deps.authn.from_headers(request)
+    email = request.query.get("email", "").strip()
+    if not email:
+        raise InvalidField("email", "the email query parameter is required")
+    await deps.limiter.hit(
+        "lookup-user", str(principal.user_id), deps.limiter.limits.lookup_per_user
+    )
+    reply = await deps.clients.auth.LookupUser(
+        auth_service_pb2.LookupUserRequest(email=email), metadata=principal.metadata()
+    )
+    return web.json_response({"user": user_json(reply.user)})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/users/me", me)
+    app.router.add_get("/v1/users/{user_id}", get_user)
+    app.router.add_get("/v1/users", find_user)

@@ -1,0 +1,2 @@
+DROP TABLE delivered_watermarks;
+DROP TABLE last_seen;

@@ -1,0 +1,179 @@
+"""Redis ``ports.HotState`` (redis.asyncio), for the distributed deployment.
+
+Every key is prefixed with the namespace given to the constructor ("minitg:auth:"), which
+is how services share one Redis without colliding. Whatever needs a notion of "now"
+(expiring sets, rate limits) runs as a Lua script that reads the server's ``TIME``: every
+pod then agrees on the clock, and each read-modify-write is atomic on the server.
+
+Expiring sets are sorted sets scored by each member's expiry (Unix ms). Expired members
+are trimmed on read, and the key's own TTL follows its latest member so an abandoned set
+disappears by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Sequence
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from svckit.ports import RateDecision
+
+# KEYS[1] counter; ARGV[1] amount, ARGV[2] ttl ms (0: none). TTL only on creation.
+_INCR = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if created and tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return value
+"""
+
+# KEYS[1] zset; ARGV[1] member, ARGV[2] ttl ms. Key TTL pushed to the latest expiry.
+_EXPIRING_ADD = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 1
+"""
+
+# KEYS[1] zset. Trim expired members, return the live ones.
+_EXPIRING_MEMBERS = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
+
+# GCRA. KEYS[1] holds the theoretical arrival time (TAT, microseconds).
+# ARGV[1] limit, ARGV[2] window µs. Returns {allowed, remaining, retry_after µs}.
+# A request is allowed when, after adding one emission interval, the TAT is at most one
+# window ahead of now; a refused request leaves the TAT untouched (not counted).
+_RATE_HIT = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local interval = window / limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - window
+-- 0.001 µs of tolerance: limit * (window / limit) may round to just above window.
+if allow_at - now > 0.001 then
+  return {0, 0, math.ceil(allow_at - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat),
+           'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+local remaining = math.floor((window - (new_tat - now)) / interval + 1e-9)
+return {1, remaining, 0}
+"""
+
+
+def _ms(ttl: float) -> int:
+    """Seconds to whole milliseconds, at least 1 (0 would mean "no expiry" to Redis)."""
+    return max(1, round(ttl * 1000))
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    """The client never decodes (``decode_responses`` is off); this narrows its typing."""
+    return value.encode() if isinstance(value, str) else value
+
+
+class RedisHotState:
+    """A ``ports.HotState`` on one Redis connection pool (see the module docstring)."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        """Wrap a client; use :meth:`connect` rather than calling this directly."""
+        self._client = client
+        self.namespace = namespace
+        self._incr = client.register_script(_INCR)
+        self._expiring_add = client.register_script(_EXPIRING_ADD)
+        self._expiring_members = client.register_script(_EXPIRING_MEMBERS)
+        self._rate_hit = client.register_script(_RATE_HIT)
+
+    @classmethod
+    async def connect(cls, url: str, namespace: str) -> RedisHotState:
+        """Create a pooled client for ``url``; connections open lazily on first use."""
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30
+        )
+        return cls(client, namespace)
+
+    def _key(self, key: str) -> str:
+        return self.namespace + key
+
+    async def get(self, key: str) -> bytes | None:
+        return _as_bytes(await self._client.get(self._key(key)))
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return [_as_bytes(v) for v in await self._client.mget([self._key(k) for k in keys])]
+
+    async def set(
+        self, key: str, value: bytes, ttl: float | None = None, *, only_if_absent: bool = False
+    ) -> bool:
+        stored = await self._client.set(
+            self._key(key),
+            value,
+            px=None if ttl is None else _ms(ttl),
+            nx=only_if_absent,
+        )
+        return bool(stored)
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        return int(await self._client.delete(*(self._key(k) for k in keys)))
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        ttl_ms = 0 if ttl is None else _ms(ttl)
+        return int(await self._incr(keys=[self._key(key)], args=[amount, ttl_ms]))
+
+    async def expiring_add(self, key: str, member: str, ttl: float) -> None:
+        await self._expiring_add(keys=[self._key(key)], args=[member, _ms(ttl)])
+
+    async def expiring_remove(self, key: str, member: str) -> None:
+        await self._client.zrem(self._key(key), member)
+
+    async def expiring_members(self, key: str) -> builtins.set[str]:
+        members: list[bytes] = await self._expiring_members(keys=[self._key(key)])
+        return {m.decode() for m in members}
+
+    async def expiring_members_many(self, keys: Sequence[str]) -> list[builtins.set[str]]:
+        """One pipeline (one round trip) running the trim-and-read script per key."""
+        if not keys:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                await self._expiring_members(keys=[self._key(key)], client=pipe)
+            results: list[list[bytes]] = await pipe.execute()
+        return [{m.decode() for m in members} for members in results]
+
+    async def rate_hit(self, key: str, limit: int, window: float) -> RateDecision:
+        if limit < 1 or window <= 0:
+            raise ValueError("rate limit needs limit >= 1 and window > 0")
+        window_us = max(1, round(window * 1_000_000))
+        allowed, remaining, retry_us = await self._rate_hit(
+            keys=[self._key(key)], args=[limit, window_us]
+        )
+        return RateDecision(
+            allowed=bool(allowed), remaining=int(remaining), retry_after=int(retry_us) / 1e6
+        )
+
+    async def ping(self) -> bool:
+        """True when Redis answers PING within two seconds."""
+        try:
+            async with asyncio.timeout(2.0):
+                return bool(await self._client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        """Disconnect every pooled connection."""
+        await self._client.aclose()

@@ -1,0 +1,51 @@
+"""Token verification for services other than auth: keys and revocation over gRPC.
+
+The JWKS comes from ``AuthService.GetJwks``; revocation from ``AuthService.CheckSession``,
+called with the caller's own token (the auth service never answers an unauthenticated
+caller). Both answers are cached by ``Authenticator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from minitg.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+
+from svckit.authn import AUTHORIZATION, Authenticator
+from svckit.config import AuthConfig
+
+
+def remote_authenticator(
+    stub: auth_service_pb2_grpc.AuthServiceAsyncStub, cfg: AuthConfig
+) -> Authenticator:
+    """An Authenticator that asks the auth service for keys and revocations."""
+
+    async def jwks() -> Sequence[Mapping[str, str]]:
+        reply = await stub.GetJwks(auth_service_pb2.GetJwksRequest())
+        return [
+            {
+                "kid": k.kid,
+                "kty": k.kty,
+                "crv": k.crv,
+                "x": k.x,
+                "y": k.y,
+                "alg": k.alg,
+                "use": k.use,
+            }
+            for k in reply.keys
+        ]
+
+    async def revoked(session_id: str, token: str) -> bool:
+        reply = await stub.CheckSession(
+            auth_service_pb2.CheckSessionRequest(session_id=session_id),
+            metadata=((AUTHORIZATION, f"Bearer {token}"),),
+        )
+        return bool(reply.revoked)
+
+    return Authenticator(
+        jwks=jwks,
+        revoked=revoked,
+        issuer=cfg.issuer,
+        audience=cfg.audience,
+        session_ttl=cfg.session_check_ttl_seconds,
+    )

@@ -1,0 +1,346 @@
+"""Process configuration: one frozen dataclass built from an environ mapping.
+
+Every setting is a ``MINITG_*`` variable; secrets (the backend URLs) may instead be given as
+``MINITG_*_FILE`` paths, which is how Kubernetes mounts Secrets. A bad value stops start-up
+with one ``ConfigError`` line naming the variable. We parse by hand rather than with
+environ-config or pydantic-settings: the whole parser is this file, it produces a plain
+stdlib dataclass, and its error messages are exactly the ones operators read.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+ROLES = ("auth", "chat", "presence", "gateway")
+TARGETS = ("all", *ROLES)
+LogFormat = Literal["json", "console"]
+
+# Which backends each role really opens; a split role is only checked for these.
+ROLE_BACKENDS: Mapping[str, tuple[str, ...]] = {
+    "auth": ("MINITG_DATABASE_URL",),
+    "chat": ("MINITG_DATABASE_URL", "MINITG_BROKER_URL", "MINITG_REDIS_URL"),
+    "presence": ("MINITG_DATABASE_URL", "MINITG_BROKER_URL", "MINITG_REDIS_URL"),
+    "gateway": ("MINITG_BROKER_URL", "MINITG_REDIS_URL"),
+}
+_SCHEMES = {
+    "MINITG_DATABASE_URL": ({"postgresql", "postgres"}, {"sqlite"}),
+    "MINITG_BROKER_URL": ({"amqp", "amqps"}, {"memory"}),
+    "MINITG_REDIS_URL": ({"redis", "rediss"}, {"memory"}),
+}
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """A listen or dial address; port 0 asks the OS for a free port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected host:port, got {text!r}")
+        return cls(host.strip("[]") or "0.0.0.0", int(port))
+
+
+@dataclass(frozen=True, slots=True)
+class RateRule:
+    """``limit`` requests per ``window`` seconds, written ``LIMIT/SECONDS`` (e.g. ``5/60``)."""
+
+    limit: int
+    window: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateRule:
+        limit, sep, window = text.strip().partition("/")
+        if not sep or not limit.isdigit() or int(limit) <= 0 or float(window) <= 0:
+            raise ValueError(f"expected LIMIT/SECONDS like 5/60, got {text!r}")
+        return cls(int(limit), float(window))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Tokens, passwords and sessions (the auth service, and every token verifier)."""
+
+    keys_dir: Path
+    generate_keys: bool
+    issuer: str
+    audience: str
+    access_ttl_seconds: int
+    refresh_ttl_seconds: int
+    refresh_grace_seconds: float
+    bcrypt_cost: int
+    session_check_ttl_seconds: float
+    cookie_secure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Gateway rate limits, shared by every gateway pod through the hot-state store."""
+
+    login_per_ip_email: RateRule
+    login_per_ip: RateRule
+    register_per_ip: RateRule
+    refresh_per_ip: RateRule
+    lookup_per_user: RateRule
+    ws_upgrade_per_user: RateRule
+    trust_forwarded_for: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a minitg process reads from its environment."""
+
+    database_url: str
+    broker_url: str
+    redis_url: str
+    data_dir: Path
+    http_addr: HostPort
+    auth_listen: HostPort
+    chat_listen: HostPort
+    presence_listen: HostPort
+    auth_target: str
+    chat_target: str
+    presence_target: str
+    metrics_addr: HostPort | None
+    pod_id: str
+    log_level: str
+    log_format: LogFormat
+    shutdown_grace_seconds: float
+    rpc_timeout_seconds: float
+    health_interval_seconds: float
+    db_pool_max: int
+    broker_queue_type: Literal["classic", "quorum"]
+    auto_migrate: bool
+    auth: AuthConfig
+    rates: RateLimits
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Build the config from ``environ`` (``os.environ`` when None)."""
+        env = _Env(os.environ if environ is None else environ)
+        data_dir = env.get("MINITG_DATA_DIR", "var", Path)
+        database_url = env.secret("MINITG_DATABASE_URL", f"sqlite:///{data_dir}/minitg.db")
+        listens = {
+            role: env.get(f"MINITG_{role.upper()}_LISTEN", f"127.0.0.1:{port}", HostPort.parse)
+            for role, port in (("auth", 50051), ("chat", 50052), ("presence", 50053))
+        }
+        return cls(
+            database_url=database_url,
+            broker_url=env.secret("MINITG_BROKER_URL", "memory://"),
+            redis_url=env.secret("MINITG_REDIS_URL", "memory://"),
+            data_dir=data_dir,
+            http_addr=env.get("MINITG_HTTP_ADDR", "0.0.0.0:8080", HostPort.parse),
+            auth_listen=listens["auth"],
+            chat_listen=listens["chat"],
+            presence_listen=listens["presence"],
+            auth_target=env.get("MINITG_AUTH_TARGET", str(listens["auth"]), _target),
+            chat_target=env.get("MINITG_CHAT_TARGET", str(listens["chat"]), _target),
+            presence_target=env.get("MINITG_PRESENCE_TARGET", str(listens["presence"]), _target),
+            metrics_addr=env.get("MINITG_METRICS_ADDR", "0.0.0.0:9090", _optional_hostport),
+            pod_id=env.get("MINITG_POD_ID", f"{socket.gethostname()}-{os.getpid()}", _pod_id),
+            log_level=env.get("MINITG_LOG_LEVEL", "INFO", _log_level),
+            log_format=env.get("MINITG_LOG_FORMAT", "console", _log_format),
+            shutdown_grace_seconds=env.get("MINITG_SHUTDOWN_GRACE_SECONDS", "10", _positive),
+            rpc_timeout_seconds=env.get("MINITG_RPC_TIMEOUT_SECONDS", "5", _positive),
+            health_interval_seconds=env.get("MINITG_HEALTH_INTERVAL_SECONDS", "5", _positive),
+            db_pool_max=env.get("MINITG_DB_POOL_MAX", "10", _positive_int),
+            broker_queue_type=env.get("MINITG_BROKER_QUEUE_TYPE", "classic", _queue_type),
+            auto_migrate=env.get(
+                "MINITG_AUTO_MIGRATE",
+                "true" if database_url.startswith("sqlite") else "false",
+                _bool,
+            ),
+            auth=_auth_config(env, database_url),
+            rates=_rate_limits(env),
+        )
+
+    def check_target(self, target: str) -> None:
+        """Refuse combinations that cannot work, e.g. a split role on an in-process broker."""
+        if target not in TARGETS:
+            raise ConfigError(f"--target: expected one of {', '.join(TARGETS)}, got {target!r}")
+        if target == "all":
+            return
+        urls = {
+            "MINITG_DATABASE_URL": self.database_url,
+            "MINITG_BROKER_URL": self.broker_url,
+            "MINITG_REDIS_URL": self.redis_url,
+        }
+        for name in ROLE_BACKENDS[target]:
+            if is_embedded_url(urls[name]):
+                raise ConfigError(
+                    f"{name}: {urls[name].split(':', 1)[0]}:// is an embedded backend that "
+                    f"lives inside one process; --target {target} runs one role of a "
+                    f"distributed system and needs a shared server (or use --target all)"
+                )
+
+
+def _auth_config(env: _Env, database_url: str) -> AuthConfig:
+    data_dir = env.get("MINITG_DATA_DIR", "var", Path)
+    embedded = "true" if is_embedded_url(database_url) else "false"
+    return AuthConfig(
+        keys_dir=env.get("MINITG_JWT_KEYS_DIR", str(data_dir / "jwt"), Path),
+        generate_keys=env.get("MINITG_JWT_GENERATE_KEYS", embedded, _bool),
+        issuer=env.get("MINITG_JWT_ISSUER", "minitg", _target),
+        audience=env.get("MINITG_JWT_AUDIENCE", "minitg", _target),
+        access_ttl_seconds=env.get("MINITG_ACCESS_TOKEN_TTL_SECONDS", "900", _positive_int),
+        refresh_ttl_seconds=env.get(
+            "MINITG_REFRESH_TOKEN_TTL_SECONDS", str(30 * 86400), _positive_int
+        ),
+        refresh_grace_seconds=env.get("MINITG_REFRESH_GRACE_SECONDS", "10", _non_negative),
+        bcrypt_cost=env.get("MINITG_BCRYPT_COST", "12", _bcrypt_cost),
+        session_check_ttl_seconds=env.get("MINITG_SESSION_CHECK_TTL_SECONDS", "5", _non_negative),
+        cookie_secure=env.get("MINITG_COOKIE_SECURE", "true", _bool),
+    )
+
+
+def _rate_limits(env: _Env) -> RateLimits:
+    return RateLimits(
+        login_per_ip_email=env.get("MINITG_RATE_LOGIN", "5/60", RateRule.parse),
+        login_per_ip=env.get("MINITG_RATE_LOGIN_PER_IP", "30/60", RateRule.parse),
+        register_per_ip=env.get("MINITG_RATE_REGISTER_PER_IP", "10/3600", RateRule.parse),
+        refresh_per_ip=env.get("MINITG_RATE_REFRESH_PER_IP", "60/60", RateRule.parse),
+        lookup_per_user=env.get("MINITG_RATE_USER_LOOKUP", "30/60", RateRule.parse),
+        ws_upgrade_per_user=env.get("MINITG_RATE_WS_UPGRADE", "20/60", RateRule.parse),
+        trust_forwarded_for=env.get("MINITG_TRUST_FORWARDED_FOR", "false", _bool),
+    )
+
+
+def is_embedded_url(url: str) -> bool:
+    """True for the in-process backends (SQLite file, ``memory://``)."""
+    return urlsplit(url).scheme in {"sqlite", "memory"}
+
+
+class _Env:
+    """Reads variables from a mapping, turning parse failures into ConfigError."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, default: str, parse: Callable[[str], T]) -> T:
+        raw = self._environ.get(name, default)
+        try:
+            return parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+
+    def secret(self, name: str, default: str) -> str:
+        """A URL given directly or through ``NAME_FILE``; its scheme is checked."""
+        file_name = f"{name}_FILE"
+        if file_name in self._environ:
+            path = Path(self._environ[file_name])
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{file_name}: cannot read {path}: {exc.strerror}") from None
+        else:
+            value = self._environ.get(name, default).strip()
+        scheme = urlsplit(value).scheme
+        distributed, embedded = _SCHEMES[name]
+        if scheme not in distributed | embedded:
+            allowed = ", ".join(f"{s}://" for s in sorted(distributed | embedded))
+            raise ConfigError(f"{name}: unsupported scheme in {_redact(value)!r}; use {allowed}")
+        return value
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def _target(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+def _optional_hostport(text: str) -> HostPort | None:
+    return HostPort.parse(text) if text.strip() else None
+
+
+def _pod_id(text: str) -> str:
+    cleaned = text.strip()
+    if not cleaned or any(c.isspace() for c in cleaned) or len(cleaned) > 200:
+        raise ValueError(f"expected a short identifier without spaces, got {text!r}")
+    return cleaned
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {text!r}")
+    return level
+
+
+def _log_format(text: str) -> LogFormat:
+    value = text.strip().lower()
+    if value == "json":
+        return "json"
+    if value == "console":
+        return "console"
+    raise ValueError(f"expected json or console, got {text!r}")
+
+
+def _queue_type(text: str) -> Literal["classic", "quorum"]:
+    value = text.strip().lower()
+    if value == "classic":
+        return "classic"
+    if value == "quorum":
+        return "quorum"
+    raise ValueError(f"expected classic or quorum, got {text!r}")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"expected zero or a positive number, got {text!r}")
+    return value
+
+
+def _bcrypt_cost(text: str) -> int:
+    value = int(text)
+    if not 4 <= value <= 16:
+        raise ValueError(f"expected a bcrypt cost from 4 to 16, got {text!r}")
+    return value
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")

@@ -1,0 +1,154 @@
+"""A grpc.aio server hosting one minitg service with health, reflection and interceptors.
+
+Health is driven by the service's dependency checks: a background loop pings each one
+every ``health_interval`` seconds and reports SERVING only while all answer. On shutdown
+health goes NOT_SERVING first, then the server refuses new calls and gives in-flight
+calls ``grace`` seconds to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from svckit import metrics
+from svckit.config import HostPort
+from svckit.grpc_interceptors import ClientInterceptor, ServerInterceptor
+from svckit.lifecycle import Checks
+
+log = logging.getLogger("minitg.grpc")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+# Keepalive and size options shared by every server; clients use matching settings.
+SERVER_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+)
+
+
+class GrpcServer:
+    """Owns one ``grpc.aio.Server`` and its health state."""
+
+    def __init__(
+        self,
+        *,
+        role: str,
+        service_name: str,
+        listen: HostPort,
+        register: Callable[[aio.Server], None],
+        checks: Checks,
+        health_interval: float,
+    ) -> None:
+        self.role = role
+        self.service_name = service_name
+        self._listen = listen
+        self._register = register
+        self._checks = checks
+        self._health_interval = health_interval
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._server: aio.Server | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._draining = False
+        self._drain_task: asyncio.Future[None] | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind, start serving and return the bound port."""
+        server = aio.server(interceptors=[ServerInterceptor()], options=SERVER_OPTIONS)
+        self._register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (self.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(str(self._listen))
+        if self.port == 0:
+            raise OSError(f"{self.role}: cannot bind gRPC on {self._listen}")
+        await server.start()
+        self._server = server
+        await self._refresh_health()
+        self._health_task = asyncio.create_task(self._health_loop(), name=f"{self.role}-health")
+        return self.port
+
+    def drain(self) -> None:
+        """Flip health to NOT_SERVING now so load balancers stop routing here."""
+        self._draining = True
+        if self._health_task is not None:
+            self._health_task.cancel()
+        self._drain_task = asyncio.ensure_future(self._health.enter_graceful_shutdown())
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls; give in-flight calls ``grace`` seconds; then cancel them."""
+        if not self._draining:
+            self.drain()
+        await self._health.enter_graceful_shutdown()
+        if self._health_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_interval)
+            await self._refresh_health()
+
+    async def _refresh_health(self) -> None:
+        results = await run_checks(self._checks, timeout=self._health_interval)
+        for dependency, ok in results.items():
+            metrics.DEPENDENCY_UP.labels(self.role, dependency).set(1 if ok else 0)
+        status = SERVING if all(results.values()) else NOT_SERVING
+        if self._draining:
+            return
+        for name in ("", self.service_name):
+            await self._health.set(name, status)
+
+
+async def run_checks(checks: Checks, timeout: float) -> Mapping[str, bool]:
+    """Run every check concurrently; a check that raises or times out counts as down."""
+
+    async def one(check: Callable[[], Awaitable[bool]]) -> bool:
+        try:
+            return bool(await asyncio.wait_for(check(), timeout))
+        except Exception:
+            return False
+
+    names = list(checks)
+    outcomes = await asyncio.gather(*(one(checks[name]) for name in names))
+    return dict(zip(names, outcomes, strict=True))
+
+
+def open_channel(target: str, *, timeout: float) -> aio.Channel:
+    """A long-lived channel to a peer service with keepalive and a default deadline."""
+    return aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.enable_retries", 1),
+        ],
+        interceptors=[ClientInterceptor(timeout, stream_timeout=timeout * 6)],  # type: ignore[list-item]
+    )
+
+
+async def check_peer_health(channel: aio.Channel, service: str, timeout: float) -> bool:
+    """Ask a peer's standard health service whether ``service`` is SERVING."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    except grpc.RpcError:
+        return False
+    return bool(reply.status == SERVING)

@@ -1,0 +1,84 @@
+"""Prometheus metrics shared by every role (one registry per process).
+
+Metric objects are declared once here, the prometheus-client idiom; they hold no
+connections. Names follow Prometheus conventions: ``minitg_`` prefix, base units,
+``_total`` for counters, ``_seconds`` for durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, Info, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+BUILD_INFO = Info("minitg_build", "Version and roles of this minitg process.")
+
+GRPC_SERVER_HANDLED = Counter(
+    "minitg_grpc_server_handled_total",
+    "gRPC calls completed by this server, by method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_SERVER_SECONDS = Histogram(
+    "minitg_grpc_server_handling_seconds",
+    "Time this server spent on a gRPC call, from receipt to status.",
+    ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+GRPC_SERVER_IN_FLIGHT = Gauge(
+    "minitg_grpc_server_in_flight", "gRPC calls being handled now.", ["grpc_service"]
+)
+GRPC_CLIENT_HANDLED = Counter(
+    "minitg_grpc_client_handled_total",
+    "gRPC calls this process made, by method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_CLIENT_SECONDS = Histogram(
+    "minitg_grpc_client_handling_seconds",
+    "Time a gRPC call made by this process took, as the caller saw it.",
+    ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_REQUESTS = Counter(
+    "minitg_http_requests_total",
+    "HTTP requests answered by the gateway, by route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "minitg_http_request_duration_seconds",
+    "Time the gateway took to answer an HTTP request.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+DEPENDENCY_UP = Gauge(
+    "minitg_dependency_up",
+    "1 when a dependency (database, broker, hot state, peer service) answered its last check.",
+    ["role", "dependency"],
+)
+EVENT_LOOP_LAG = Histogram(
+    "minitg_event_loop_lag_seconds",
+    "How late the event loop ran a timer that should have fired immediately.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+def split_method(full_method: str) -> tuple[str, str]:
+    """``/pkg.Service/Method`` -> (``pkg.Service``, ``Method``)."""
+    _, _, rest = full_method.partition("/")
+    service, _, method = rest.partition("/")
+    return service or "unknown", method or "unknown"
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The text exposition of every metric and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+async def watch_event_loop_lag(interval: float = 0.5) -> None:
+    """Measure scheduling delay forever (run as a background task)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(interval)
+        EVENT_LOOP_LAG.observe(max(0.0, loop.time() - started - interval))

@@ -1,0 +1,126 @@
+"""The generic shape of a gRPC service role: open its backends, migrate, serve.
+
+Each service supplies its composition root (``build_servicer``), which receives the opened
+backends and returns the function that registers its servicer on a server. Everything
+else — backend lifetimes, health checks built from each adapter's ``ping``, the gRPC
+server, graceful stop — is the same for auth, chat and presence, so it lives here once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+from grpc import aio
+
+from svckit.backends import EmbeddedBackends, open_bus, open_database, open_hot_state
+from svckit.config import Config, HostPort
+from svckit.grpc_server import GrpcServer
+from svckit.lifecycle import Check
+from svckit.migrations import Migrator
+from svckit.ports import Database, HotState, MessageBus
+
+log = logging.getLogger("minitg.role")
+
+
+@dataclass
+class Backends:
+    """The adapters a service opened, by kind; absent kinds are None."""
+
+    database: Database | None = None
+    hot_state: HotState | None = None
+    bus: MessageBus | None = None
+    extra_checks: dict[str, Check] = field(default_factory=dict)
+
+    def checks(self) -> Mapping[str, Check]:
+        found: dict[str, Check] = dict(self.extra_checks)
+        if self.database is not None:
+            found["database"] = self.database.ping
+        if self.hot_state is not None:
+            found["hot_state"] = self.hot_state.ping
+        if self.bus is not None:
+            found["broker"] = self.bus.ping
+        return found
+
+
+Register = Callable[[aio.Server], None]
+BuildServicer = Callable[[Config, Backends, AsyncExitStack], Awaitable[Register]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What distinguishes one gRPC service role from another."""
+
+    role: str
+    service_name: str  # full proto name, e.g. "minitg.auth.v1.AuthService"
+    uses: frozenset[str]  # subset of {"database", "hot_state", "bus"}
+    migrations_package: str | None
+    build_servicer: BuildServicer
+
+
+class GrpcServiceRole:
+    """Runs one ``ServiceSpec`` as a role of ``minitg serve``."""
+
+    def __init__(
+        self, spec: ServiceSpec, cfg: Config, listen: HostPort, embedded: EmbeddedBackends
+    ) -> None:
+        self.name = spec.role
+        self._spec, self._cfg, self._listen, self._embedded = spec, cfg, listen, embedded
+        self._stack = AsyncExitStack()
+        self._server: GrpcServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        backends = await self._open_backends()
+        if (
+            backends.database is not None
+            and self._cfg.auto_migrate
+            and self._spec.migrations_package
+        ):
+            applied = await Migrator(backends.database, self._spec.migrations_package).up()
+            if applied:
+                log.info("%s: applied migrations %s", self.name, applied)
+        register = await self._spec.build_servicer(self._cfg, backends, self._stack)
+        self._server = GrpcServer(
+            role=self.name,
+            service_name=self._spec.service_name,
+            listen=self._listen,
+            register=register,
+            checks=backends.checks(),
+            health_interval=self._cfg.health_interval_seconds,
+        )
+        self.port = await self._server.start()
+
+    async def _open_backends(self) -> Backends:
+        cfg, uses, stack = self._cfg, self._spec.uses, self._stack
+        backends = Backends()
+        if "database" in uses:
+            backends.database = await open_database(
+                cfg.database_url, self.name, pool_max=cfg.db_pool_max
+            )
+            stack.push_async_callback(backends.database.close)
+        if "hot_state" in uses:
+            backends.hot_state = await open_hot_state(
+                cfg.redis_url, f"minitg:{self.name}:", embedded=self._embedded
+            )
+            stack.push_async_callback(backends.hot_state.close)
+        if "bus" in uses:
+            backends.bus = await open_bus(
+                cfg.broker_url, queue_type=cfg.broker_queue_type, embedded=self._embedded
+            )
+            stack.push_async_callback(backends.bus.close)
+        return backends
+
+    def drain(self) -> None:
+        if self._server is not None:
+            self._server.drain()
+
+    async def stop(self, grace: float) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self._stack.aclose()
+
+    def describe(self) -> Mapping[str, str]:
+        return {"grpc": f"{self._listen.host}:{self.port}"}

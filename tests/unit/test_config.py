@@ -1,0 +1,109 @@
+"""Config is built from an environ mapping and fails fast naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from svckit.config import Config, ConfigError, HostPort
+
+
+def test_embedded_defaults() -> None:
+    """With nothing set, the config is the embedded laptop shape on port 8080."""
+    cfg = Config.from_environ({})
+    assert cfg.database_url == "sqlite:///var/minitg.db"
+    assert cfg.broker_url == "memory://"
+    assert cfg.redis_url == "memory://"
+    assert HostPort("0.0.0.0", 8080) == cfg.http_addr
+    assert cfg.auto_migrate is True
+    assert cfg.auth_target == "127.0.0.1:50051"
+
+
+def test_postgres_disables_auto_migrate_by_default() -> None:
+    """Distributed databases are migrated by `minitg migrate`, not at start-up."""
+    cfg = Config.from_environ({"MINITG_DATABASE_URL": "postgresql://db/minitg"})
+    assert cfg.auto_migrate is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MINITG_HTTP_ADDR", "8080"),
+        ("MINITG_HTTP_ADDR", "host:99999"),
+        ("MINITG_DATABASE_URL", "mysql://db"),
+        ("MINITG_BROKER_URL", "kafka://x"),
+        ("MINITG_REDIS_URL", "http://x"),
+        ("MINITG_SHUTDOWN_GRACE_SECONDS", "-1"),
+        ("MINITG_SHUTDOWN_GRACE_SECONDS", "soon"),
+        ("MINITG_LOG_LEVEL", "LOUD"),
+        ("MINITG_LOG_FORMAT", "xml"),
+        ("MINITG_DB_POOL_MAX", "0"),
+        ("MINITG_AUTO_MIGRATE", "maybe"),
+        ("MINITG_BROKER_QUEUE_TYPE", "stream"),
+        ("MINITG_POD_ID", "has space"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    """A malformed setting raises ConfigError whose message starts with its name."""
+    with pytest.raises(ConfigError) as caught:
+        Config.from_environ({name: value})
+    assert str(caught.value).startswith(f"{name}:")
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    """A *_FILE variable (a Kubernetes Secret mount) supplies the URL."""
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://u:p@db/minitg\n")
+    cfg = Config.from_environ({"MINITG_DATABASE_URL_FILE": str(secret)})
+    assert cfg.database_url == "postgresql://u:p@db/minitg"
+
+
+def test_missing_secret_file_is_named(tmp_path: Path) -> None:
+    """An unreadable *_FILE path is reported with the _FILE variable's name."""
+    with pytest.raises(ConfigError, match=r"^MINITG_BROKER_URL_FILE:"):
+        Config.from_environ({"MINITG_BROKER_URL_FILE": str(tmp_path / "absent")})
+
+
+def test_password_is_redacted_in_errors() -> None:
+    """A rejected URL never echoes its password."""
+    with pytest.raises(ConfigError) as caught:
+        Config.from_environ({"MINITG_DATABASE_URL": "mysql://u:hunter2@db/x"})
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("target", ["chat", "presence", "gateway"])
+def test_split_target_refuses_memory_broker(target: str) -> None:
+    """One role alone cannot share an in-process broker: refused with a clear message."""
+    cfg = Config.from_environ(
+        {"MINITG_DATABASE_URL": "postgresql://db/x", "MINITG_REDIS_URL": "redis://r"}
+    )
+    with pytest.raises(ConfigError, match=r"^MINITG_BROKER_URL: memory:// is an embedded"):
+        cfg.check_target(target)
+
+
+def test_split_target_refuses_sqlite() -> None:
+    """A split auth role on SQLite is refused, naming MINITG_DATABASE_URL."""
+    cfg = Config.from_environ({"MINITG_REDIS_URL": "redis://r"})
+    with pytest.raises(ConfigError, match=r"^MINITG_DATABASE_URL:"):
+        cfg.check_target("auth")
+
+
+def test_distributed_split_target_is_accepted() -> None:
+    """Every role accepts shared servers."""
+    cfg = Config.from_environ(
+        {
+            "MINITG_DATABASE_URL": "postgresql://db/x",
+            "MINITG_REDIS_URL": "redis://r",
+            "MINITG_BROKER_URL": "amqp://guest:guest@mq/",
+        }
+    )
+    for target in ("all", "auth", "chat", "presence", "gateway"):
+        cfg.check_target(target)
+
+
+def test_hostport_ipv6_round_trip() -> None:
+    """IPv6 listen addresses parse and print with brackets."""
+    addr = HostPort.parse("[::1]:9000")
+    assert HostPort("::1", 9000) == addr
+    assert str(addr) == "[::1]:9000"
