@@ -10,6 +10,7 @@ without a call per request.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from svckit.errors import Unauthenticated
+from svckit.errors import PermissionDenied, Unauthenticated
 from svckit.tokens import AccessClaims, TokenVerifier, keyring_lookup
 
 AUTHORIZATION = "authorization"
@@ -120,3 +121,29 @@ class Authenticator:
             while len(self._sessions) > self._cache_size:
                 self._sessions.popitem(last=False)
         return revoked
+
+
+SERVICE_SCHEME = "Service"
+
+
+def service_metadata(internal_token: str) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata carrying the internal service credential (gateway -> presence, etc.)."""
+    return ((AUTHORIZATION, f"{SERVICE_SCHEME} {internal_token}"),)
+
+
+def require_service_caller(metadata: Any, internal_token: str) -> None:
+    """Accept only the shared internal credential; a user's token is PERMISSION_DENIED."""
+    for key, value in metadata or ():
+        if key != AUTHORIZATION or not isinstance(value, str):
+            continue
+        scheme, _, secret = value.partition(" ")
+        if scheme == SERVICE_SCHEME and hmac.compare_digest(
+            secret.strip().encode(), internal_token.encode()
+        ):
+            return
+        if scheme.lower() == "bearer":
+            raise PermissionDenied("this RPC is for minitg services, not for users")
+        break
+    raise Unauthenticated(
+        "the internal service credential is missing or wrong", reason="TOKEN_INVALID"
+    )

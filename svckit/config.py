@@ -36,6 +36,9 @@ _SCHEMES = {
 
 T = TypeVar("T")
 
+# Only acceptable inside one process (--target all), where nothing crosses a network.
+EMBEDDED_INTERNAL_TOKEN = "embedded-internal-token"
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -105,6 +108,27 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagingConfig:
+    """Chats, messages, delivery, presence and the WebSocket (chat, presence, gateway)."""
+
+    max_group_members: int
+    max_text_chars: int
+    edit_window_seconds: int
+    update_retention_days: int
+    outbox_poll_seconds: float
+    member_cache_seconds: float
+    registry_ttl_seconds: float
+    heartbeat_seconds: float
+    typing_ttl_seconds: float
+    watermark_flush_seconds: float
+    presence_debounce_seconds: float
+    max_frame_bytes: int
+    max_in_flight_per_connection: int
+    allowed_origins: tuple[str, ...]
+    internal_token: str
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything a minitg process reads from its environment."""
 
@@ -131,6 +155,7 @@ class Config:
     auto_migrate: bool
     auth: AuthConfig
     rates: RateLimits
+    messaging: MessagingConfig
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -170,6 +195,7 @@ class Config:
             ),
             auth=_auth_config(env, database_url),
             rates=_rate_limits(env),
+            messaging=_messaging(env),
         )
 
     def check_target(self, target: str) -> None:
@@ -190,6 +216,12 @@ class Config:
                     f"lives inside one process; --target {target} runs one role of a "
                     f"distributed system and needs a shared server (or use --target all)"
                 )
+        if target != "auth" and self.messaging.internal_token == EMBEDDED_INTERNAL_TOKEN:
+            raise ConfigError(
+                "MINITG_INTERNAL_TOKEN: split roles authenticate each other with a shared "
+                "secret; set it (or MINITG_INTERNAL_TOKEN_FILE) to the same random value "
+                "for every role"
+            )
 
 
 def _auth_config(env: _Env, database_url: str) -> AuthConfig:
@@ -223,6 +255,31 @@ def _rate_limits(env: _Env) -> RateLimits:
     )
 
 
+def _messaging(env: _Env) -> MessagingConfig:
+    return MessagingConfig(
+        max_group_members=env.get("MINITG_MAX_GROUP_MEMBERS", "200", _positive_int),
+        max_text_chars=env.get("MINITG_MAX_TEXT_CHARS", "4096", _positive_int),
+        edit_window_seconds=env.get("MINITG_EDIT_WINDOW_SECONDS", str(48 * 3600), _positive_int),
+        update_retention_days=env.get("MINITG_UPDATE_RETENTION_DAYS", "30", _positive_int),
+        outbox_poll_seconds=env.get("MINITG_OUTBOX_POLL_SECONDS", "0.5", _positive),
+        member_cache_seconds=env.get("MINITG_MEMBER_CACHE_SECONDS", "60", _non_negative),
+        registry_ttl_seconds=env.get("MINITG_REGISTRY_TTL_SECONDS", "90", _positive),
+        heartbeat_seconds=env.get("MINITG_HEARTBEAT_SECONDS", "30", _positive),
+        typing_ttl_seconds=env.get("MINITG_TYPING_TTL_SECONDS", "6", _positive),
+        watermark_flush_seconds=env.get("MINITG_WATERMARK_FLUSH_SECONDS", "0.05", _positive),
+        presence_debounce_seconds=env.get("MINITG_PRESENCE_DEBOUNCE_SECONDS", "2", _non_negative),
+        max_frame_bytes=env.get("MINITG_MAX_FRAME_BYTES", str(64 * 1024), _positive_int),
+        max_in_flight_per_connection=env.get("MINITG_MAX_IN_FLIGHT", "64", _positive_int),
+        allowed_origins=env.get("MINITG_ALLOWED_ORIGINS", "", _origins),
+        internal_token=env.secret_text("MINITG_INTERNAL_TOKEN", EMBEDDED_INTERNAL_TOKEN),
+    )
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """Comma-separated origins allowed to open a WebSocket from a browser; '*' allows any."""
+    return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+
+
 def is_embedded_url(url: str) -> bool:
     """True for the in-process backends (SQLite file, ``memory://``)."""
     return urlsplit(url).scheme in {"sqlite", "memory"}
@@ -240,6 +297,20 @@ class _Env:
             return parse(raw)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{name}: {exc}") from None
+
+    def secret_text(self, name: str, default: str) -> str:
+        """A secret string given directly or through ``NAME_FILE`` (no scheme check)."""
+        file_name = f"{name}_FILE"
+        if file_name in self._environ:
+            path = Path(self._environ[file_name])
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{file_name}: cannot read {path}: {exc.strerror}") from None
+        value = self._environ.get(name, default).strip()
+        if not value:
+            raise ConfigError(f"{name}: must not be empty")
+        return value
 
     def secret(self, name: str, default: str) -> str:
         """A URL given directly or through ``NAME_FILE``; its scheme is checked."""

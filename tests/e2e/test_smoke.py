@@ -111,6 +111,7 @@ async def test_distributed_each_role_its_own_process(tmp_path: Path, fresh_datab
         "MINITG_REDIS_URL": REDIS_URL,
         "MINITG_BROKER_URL": AMQP_URL,
         "MINITG_DATA_DIR": str(tmp_path),
+        "MINITG_INTERNAL_TOKEN": secrets.token_hex(16),
     }
     run_minitg(["keygen", "--dir", str(tmp_path / "jwt"), "--kid", "k1"], env)
     applied = run_minitg(["migrate", "up"], env)

@@ -96,6 +96,7 @@ def test_distributed_split_target_is_accepted() -> None:
             "MINITG_DATABASE_URL": "postgresql://db/x",
             "MINITG_REDIS_URL": "redis://r",
             "MINITG_BROKER_URL": "amqp://guest:guest@mq/",
+            "MINITG_INTERNAL_TOKEN": "s3cret",
         }
     )
     for target in ("all", "auth", "chat", "presence", "gateway"):
@@ -107,3 +108,16 @@ def test_hostport_ipv6_round_trip() -> None:
     addr = HostPort.parse("[::1]:9000")
     assert HostPort("::1", 9000) == addr
     assert str(addr) == "[::1]:9000"
+
+
+def test_split_target_needs_internal_token() -> None:
+    """Split roles refuse the embedded default service credential."""
+    cfg = Config.from_environ(
+        {
+            "MINITG_DATABASE_URL": "postgresql://db/x",
+            "MINITG_REDIS_URL": "redis://r",
+            "MINITG_BROKER_URL": "amqp://mq/",
+        }
+    )
+    with pytest.raises(ConfigError, match=r"^MINITG_INTERNAL_TOKEN:"):
+        cfg.check_target("gateway")

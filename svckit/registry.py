@@ -1,0 +1,56 @@
+"""The connection registry: which gateway pods hold a user's live connections.
+
+Written by the gateway (a pod adds itself for a user when the user's first connection on
+it opens, refreshes every local user each heartbeat, removes itself when the last one
+closes); read by whoever fans out (the chat and presence services) to publish one broker
+message per pod. Entries expire after ``ttl`` seconds without a refresh, which is how a
+pod that died stops receiving. It lives in the hot-state store under its own namespace,
+``minitg:registry:``, shared on purpose by those roles: it is the one piece of Redis state
+that crosses a service boundary, and this class is its whole contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+
+from svckit.ports import HotState
+
+REGISTRY_NAMESPACE = "minitg:registry:"
+
+
+def _key(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+class ConnectionRegistry:
+    """User id -> set of pod ids, with per-entry expiry."""
+
+    def __init__(self, state: HotState, ttl: float) -> None:
+        self._state, self.ttl = state, ttl
+
+    async def add(self, user_id: int, pod_id: str) -> None:
+        """Record (or refresh) that ``pod_id`` holds a connection of ``user_id``."""
+        await self._state.expiring_add(_key(user_id), pod_id, self.ttl)
+
+    async def refresh(self, user_ids: Iterable[int], pod_id: str, *, chunk: int = 500) -> None:
+        """Refresh this pod's entry for many users (the heartbeat), a chunk at a time."""
+        ids = list(user_ids)
+        for start in range(0, len(ids), chunk):
+            await asyncio.gather(*(self.add(uid, pod_id) for uid in ids[start : start + chunk]))
+
+    async def remove(self, user_id: int, pod_id: str) -> None:
+        """Record that ``pod_id`` holds no connection of ``user_id`` any more."""
+        await self._state.expiring_remove(_key(user_id), pod_id)
+
+    async def pods_of(self, user_ids: Sequence[int]) -> Mapping[str, list[int]]:
+        """Pod id -> the given users with a live connection on that pod."""
+        members = await self._state.expiring_members_many([_key(u) for u in user_ids])
+        by_pod: dict[str, list[int]] = {}
+        for user_id, pods in zip(user_ids, members, strict=True):
+            for pod in pods:
+                by_pod.setdefault(pod, []).append(user_id)
+        return by_pod
+
+    async def is_online(self, user_id: int) -> bool:
+        return bool(await self._state.expiring_members(_key(user_id)))
