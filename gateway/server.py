@@ -31,7 +31,9 @@ class GatewayRole:
 
     async def start(self) -> None:
         cfg, stack = self._cfg, self._stack
-        hot_state = await open_hot_state(cfg.redis_url, "minitg:gateway:", embedded=self._embedded)
+        hot_state = await open_hot_state(
+            cfg.redis_url, f"{cfg.redis_prefix}gateway:", embedded=self._embedded
+        )
         stack.push_async_callback(hot_state.close)
         bus = await open_bus(
             cfg.broker_url, queue_type=cfg.broker_queue_type, embedded=self._embedded

@@ -135,6 +135,7 @@ class Config:
     database_url: str
     broker_url: str
     redis_url: str
+    redis_prefix: str
     data_dir: Path
     http_addr: HostPort
     auth_listen: HostPort
@@ -171,6 +172,7 @@ class Config:
             database_url=database_url,
             broker_url=env.secret("MINITG_BROKER_URL", "memory://"),
             redis_url=env.secret("MINITG_REDIS_URL", "memory://"),
+            redis_prefix=env.get("MINITG_REDIS_PREFIX", "minitg:", _target),
             data_dir=data_dir,
             http_addr=env.get("MINITG_HTTP_ADDR", "0.0.0.0:8080", HostPort.parse),
             auth_listen=listens["auth"],

@@ -5,7 +5,7 @@ it opens, refreshes every local user each heartbeat, removes itself when the las
 closes); read by whoever fans out (the chat and presence services) to publish one broker
 message per pod. Entries expire after ``ttl`` seconds without a refresh, which is how a
 pod that died stops receiving. It lives in the hot-state store under its own namespace,
-``minitg:registry:``, shared on purpose by those roles: it is the one piece of Redis state
+``<MINITG_REDIS_PREFIX>registry:``, shared on purpose by those roles: it is the one piece of Redis state
 that crosses a service boundary, and this class is its whole contract.
 """
 
@@ -16,7 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from svckit.ports import HotState
 
-REGISTRY_NAMESPACE = "minitg:registry:"
+
+def registry_namespace(redis_prefix: str) -> str:
+    """The hot-state namespace every role opens the registry under."""
+    return f"{redis_prefix}registry:"
 
 
 def _key(user_id: int) -> str:

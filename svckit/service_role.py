@@ -103,7 +103,7 @@ class GrpcServiceRole:
             stack.push_async_callback(backends.database.close)
         if "hot_state" in uses:
             backends.hot_state = await open_hot_state(
-                cfg.redis_url, f"minitg:{self.name}:", embedded=self._embedded
+                cfg.redis_url, f"{cfg.redis_prefix}{self.name}:", embedded=self._embedded
             )
             stack.push_async_callback(backends.hot_state.close)
         if "bus" in uses:
