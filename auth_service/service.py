@@ -116,13 +116,9 @@ class AuthUseCases:
                     "the refresh token is not valid", reason="REFRESH_TOKEN_INVALID"
                 )
             now_ms = self._now_ms()
-            verdict = judge(record, now_ms, int(self._cfg.refresh_grace_seconds * 1000))
-            if verdict is RefreshVerdict.SESSION_REVOKED:
-                raise Unauthenticated("this session has been signed out", reason="SESSION_REVOKED")
-            if verdict is RefreshVerdict.EXPIRED:
-                raise Unauthenticated(
-                    "the refresh token has expired", reason="REFRESH_TOKEN_INVALID"
-                )
+            grace_ms = int(self._cfg.refresh_grace_seconds * 1000)
+            verdict = judge(record, now_ms, grace_ms)
+            self._refuse(verdict)
             if verdict is RefreshVerdict.REUSED:
                 await self._store.revoke_session(record.session_id, "refresh_token_reuse", now_ms)
                 raise Unauthenticated(
@@ -130,14 +126,25 @@ class AuthUseCases:
                     reason="REFRESH_TOKEN_REUSED",
                 )
             new_token, new_hash = new_refresh_token()
+            grace_retry = verdict is RefreshVerdict.GRACE_RETRY
             rotated = await self._store.rotate(
-                old_hash=old_hash, session_id=record.session_id, new_hash=new_hash,
-                expires_ms=now_ms + self._cfg.refresh_ttl_seconds * 1000, now_ms=now_ms,
-                grace=verdict is RefreshVerdict.GRACE_RETRY,
-            )  # fmt: skip
+                old_hash=old_hash,
+                session_id=record.session_id,
+                new_hash=new_hash,
+                expires_ms=now_ms + self._cfg.refresh_ttl_seconds * 1000,
+                now_ms=now_ms,
+                retire_unseen_at_ms=now_ms - grace_ms - 1 if grace_retry else None,
+            )
             if rotated:
                 return record.session_id, self._tokens(record.user_id, record.session_id, new_token)
         raise Unavailable("the session is being refreshed concurrently; retry")
+
+    @staticmethod
+    def _refuse(verdict: RefreshVerdict) -> None:
+        if verdict is RefreshVerdict.SESSION_REVOKED:
+            raise Unauthenticated("this session has been signed out", reason="SESSION_REVOKED")
+        if verdict is RefreshVerdict.EXPIRED:
+            raise Unauthenticated("the refresh token has expired", reason="REFRESH_TOKEN_INVALID")
 
     async def revoke(self, user_id: int, session_id: str, reason: str) -> None:
         """End one of the caller's sessions; SESSION_NOT_FOUND when it is not theirs."""

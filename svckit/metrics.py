@@ -56,6 +56,10 @@ DEPENDENCY_UP = Gauge(
     "1 when a dependency (database, broker, hot state, peer service) answered its last check.",
     ["role", "dependency"],
 )
+PASSWORD_CHECKS = Counter(
+    "minitg_auth_password_checks_total",
+    "bcrypt password verifications; unknown emails are checked against a decoy, so they count too.",
+)
 EVENT_LOOP_LAG = Histogram(
     "minitg_event_loop_lag_seconds",
     "How late the event loop ran a timer that should have fired immediately.",

@@ -5,8 +5,8 @@ it opens, refreshes every local user each heartbeat, removes itself when the las
 closes); read by whoever fans out (the chat and presence services) to publish one broker
 message per pod. Entries expire after ``ttl`` seconds without a refresh, which is how a
 pod that died stops receiving. It lives in the hot-state store under its own namespace,
-``<MINITG_REDIS_PREFIX>registry:``, shared on purpose by those roles: it is the one piece of Redis state
-that crosses a service boundary, and this class is its whole contract.
+``<MINITG_REDIS_PREFIX>registry:``, shared on purpose by those roles: it is the one piece
+of Redis state that crosses a service boundary, and this class is its whole contract.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ class Backends:
     database: Database | None = None
     hot_state: HotState | None = None
     bus: MessageBus | None = None
+    # The in-process backends of an embedded system, for a service that opens a second
+    # handle itself (the connection registry's namespace); None only in unit tests.
+    embedded: EmbeddedBackends | None = None
     extra_checks: dict[str, Check] = field(default_factory=dict)
 
     def checks(self) -> Mapping[str, Check]:
@@ -95,7 +98,7 @@ class GrpcServiceRole:
 
     async def _open_backends(self) -> Backends:
         cfg, uses, stack = self._cfg, self._spec.uses, self._stack
-        backends = Backends()
+        backends = Backends(embedded=self._embedded)
         if "database" in uses:
             backends.database = await open_database(
                 cfg.database_url, self.name, pool_max=cfg.db_pool_max

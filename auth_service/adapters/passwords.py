@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 
+from svckit import metrics
+
 
 class PasswordHasher:
     """Hash and check passwords with bcrypt at a fixed cost."""
@@ -38,6 +40,7 @@ class PasswordHasher:
     async def check(self, password: bytes, stored: str | None) -> bool:
         """True when ``password`` matches ``stored``; with None, burn the same time, False."""
         target = stored.encode("ascii") if stored else self._decoy
+        metrics.PASSWORD_CHECKS.inc()
         async with self._slots:
             ok = await asyncio.get_running_loop().run_in_executor(
                 self._pool, bcrypt.checkpw, password, target

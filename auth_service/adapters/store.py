@@ -210,13 +210,18 @@ class AccountStore:
         new_hash: bytes,
         expires_ms: int,
         now_ms: int,
-        grace: bool,
+        retire_unseen_at_ms: int | None,
     ) -> bool:
-        """Retire ``old_hash`` (and, on a grace retry, its unseen successors) and store
-        ``new_hash`` as the session's newest generation. False when a concurrent rotation won.
+        """Retire ``old_hash`` and store ``new_hash`` as the session's newest generation.
+
+        On a grace retry (``retire_unseen_at_ms`` set) ``old_hash`` was already rotated; its
+        unseen successors are retired instead, backdated past the grace window so that one
+        of them showing up later counts as reuse. False when a concurrent rotation won.
         """
         try:
-            return await self._rotate(old_hash, session_id, new_hash, expires_ms, now_ms, grace)
+            return await self._rotate(
+                old_hash, session_id, new_hash, expires_ms, now_ms, retire_unseen_at_ms
+            )
         except UniqueViolation:  # a concurrent rotation took the same generation first
             return False
 
@@ -227,15 +232,15 @@ class AccountStore:
         new_hash: bytes,
         expires_ms: int,
         now_ms: int,
-        grace: bool,
+        retire_unseen_at_ms: int | None,
     ) -> bool:
         async with self._db.transaction() as tx:
-            if grace:
+            if retire_unseen_at_ms is not None:
                 await tx.execute(
                     "UPDATE refresh_tokens SET rotated_at_ms = $2 "
                     "WHERE session_id = $1 AND rotated_at_ms IS NULL",
                     session_id,
-                    now_ms,
+                    retire_unseen_at_ms,
                 )
             else:
                 changed = await tx.execute(
