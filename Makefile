@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test install install-dev lint typecheck proto-lint proto-breaking gen gen-check \
-        services pytest bench clean
+        services pytest bench clean k8s-validate alert-rules
 
 ## run: create .venv, install, start gateway + auth + chat + presence in one process
 run: $(VENV)/.installed
@@ -42,7 +42,7 @@ install-dev: $(VENV)/.installed-dev node_modules/.installed
 services:
 	bash scripts/ensure_services.sh
 
-lint: install-dev typecheck proto-lint gen-check proto-breaking
+lint: install-dev typecheck proto-lint gen-check proto-breaking k8s-validate alert-rules
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
@@ -55,6 +55,12 @@ proto-lint: node_modules/.installed
 
 proto-breaking: node_modules/.installed
 	bash scripts/proto_breaking.sh
+
+k8s-validate: install-dev
+	bash scripts/validate_k8s.sh
+
+alert-rules:
+	bash scripts/check_alert_rules.sh
 
 ## gen: regenerate gen/ from proto/ (never edit gen/ by hand)
 gen: install-dev

@@ -1,15 +1,27 @@
-"""The chat role's composition root."""
+"""The chat role's composition root: wires stores, auth client, caches, the read batcher
+and the outbox relay into the servicer; the relay and batcher stop with the role."""
 
 from __future__ import annotations
 
+import time
 from contextlib import AsyncExitStack
 
 from grpc import aio
+from minitg.auth.v1 import auth_service_pb2_grpc
 from minitg.chat.v1 import chat_service_pb2_grpc
 
+from chat_service.adapters import queries
+from chat_service.adapters.member_cache import MemberCache
+from chat_service.adapters.outbox import OutboxRelay
+from chat_service.adapters.reads import ReadBatcher, ReadStore
+from chat_service.adapters.users import UserDirectory
 from chat_service.api.servicer import ChatServicer
-from svckit.backends import EmbeddedBackends
+from chat_service.service import ChatUseCases, Limits
+from svckit.auth_client import remote_authenticator
+from svckit.backends import EmbeddedBackends, open_hot_state
 from svckit.config import Config
+from svckit.grpc_server import open_channel
+from svckit.registry import ConnectionRegistry, registry_namespace
 from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
 
 SERVICE_NAME = "minitg.chat.v1.ChatService"
@@ -17,8 +29,48 @@ SERVICE_NAME = "minitg.chat.v1.ChatService"
 
 async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack) -> Register:
     """Wire the chat service's domain and adapters; return its registration function."""
-    # Not built yet: the base class answers UNIMPLEMENTED (abstract only to type checkers).
-    servicer = ChatServicer()  # type: ignore[abstract]
+    db, state, bus = backends.database, backends.hot_state, backends.bus
+    assert db is not None and state is not None and bus is not None
+    msg = cfg.messaging
+    auth_channel = open_channel(cfg.auth_target, timeout=cfg.rpc_timeout_seconds)
+    stack.push_async_callback(auth_channel.close, None)
+    auth_stub = auth_service_pb2_grpc.AuthServiceStub(auth_channel)
+    authn = remote_authenticator(auth_stub, cfg.auth)
+
+    registry_state = await open_hot_state(
+        cfg.redis_url, registry_namespace(cfg.redis_prefix), embedded=backends.embedded
+    )
+    stack.push_async_callback(registry_state.close)
+    relay = OutboxRelay(
+        db,
+        bus,
+        ConnectionRegistry(registry_state, msg.registry_ttl_seconds),
+        poll_seconds=msg.outbox_poll_seconds,
+        retention_days=msg.update_retention_days,
+    )
+    relay.start()
+    stack.push_async_callback(relay.stop)
+
+    reads = ReadBatcher(
+        ReadStore(db),
+        window=msg.watermark_flush_seconds,
+        clock_ms=lambda: int(time.time() * 1000),
+        on_commit=relay.wake,
+    )
+    stack.push_async_callback(reads.close)
+
+    async def load_members(chat_id: int) -> list[int]:
+        return await queries.member_ids(db, chat_id)
+
+    cases = ChatUseCases(
+        db,
+        UserDirectory(auth_stub),
+        MemberCache(state, load_members, msg.member_cache_seconds),
+        reads,
+        relay.wake,
+        Limits(msg.max_group_members, msg.max_text_chars, msg.edit_window_seconds),
+    )
+    servicer = ChatServicer(cases, authn, msg.internal_token)
 
     def register(server: aio.Server) -> None:
         chat_service_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)

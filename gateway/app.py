@@ -9,23 +9,27 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import rest_auth, rest_users
+from gateway import rest_auth, rest_chats, rest_users, ws_handler
 from gateway.deps import DEPS, GatewayDeps
 from gateway.middleware import observe
+from gateway.ws_handler import WS, WsRuntime
 from svckit import metrics
 from svckit.grpc_server import run_checks
 
 MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(deps: GatewayDeps) -> web.Application:
+def create_app(deps: GatewayDeps, ws: WsRuntime) -> web.Application:
     """Build the gateway application around already-opened dependencies."""
     app = web.Application(middlewares=[observe], client_max_size=MAX_BODY_BYTES)
     app[DEPS] = deps
+    app[WS] = ws
     app.router.add_get("/v1/health", health)
     app.router.add_get("/metrics", serve_metrics)
     rest_auth.add_routes(app)
     rest_users.add_routes(app)
+    rest_chats.add_routes(app)
+    ws_handler.add_routes(app)
     return app
 
 

@@ -1,7 +1,10 @@
-"""The gateway role's composition root: open backends and channels, serve HTTP."""
+"""The gateway role's composition root: backends, channels, WebSockets, delivery, HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
@@ -9,11 +12,18 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.clients import ServiceClients
+from gateway.delivery import DeliveryConsumer, queue_name
 from gateway.deps import GatewayAuth, GatewayDeps
+from gateway.presence_reporter import PresenceReporter
 from gateway.ratelimit import RateLimiter
+from gateway.ws_dispatch import Dispatcher
+from gateway.ws_handler import WsRuntime
+from gateway.ws_hub import CloseCode, Hub
+from gateway.ws_maintenance import Maintenance
 from svckit.auth_client import remote_authenticator
 from svckit.backends import EmbeddedBackends, open_bus, open_hot_state
 from svckit.config import Config
+from svckit.registry import ConnectionRegistry, registry_namespace
 
 
 class GatewayRole:
@@ -27,9 +37,41 @@ class GatewayRole:
         self._stack = AsyncExitStack()
         self._runner: web.AppRunner | None = None
         self._deps: GatewayDeps | None = None
+        self._hub: Hub | None = None
         self.port = 0
 
     async def start(self) -> None:
+        cfg, stack = self._cfg, self._stack
+        deps = await self._open_deps()
+        registry_state = await open_hot_state(
+            cfg.redis_url, registry_namespace(cfg.redis_prefix), embedded=self._embedded
+        )
+        stack.push_async_callback(registry_state.close)
+        registry = ConnectionRegistry(registry_state, cfg.messaging.registry_ttl_seconds)
+        hub = self._hub = Hub(cfg.pod_id, registry)
+        reporter = PresenceReporter(deps.clients, cfg.pod_id, cfg.messaging.internal_token)
+        hub.on_change = reporter.connection_changed
+        authenticator = deps.authn.authenticator
+        runtime = WsRuntime(
+            hub, Dispatcher(deps.clients, authenticator, cfg.messaging.max_in_flight_per_connection)
+        )
+
+        async def close_session(session_id: str) -> None:
+            await hub.close_session(session_id, CloseCode.CLOSE_CODE_SESSION_REVOKED, "signed out")
+
+        deps.session_hooks.append(close_session)
+        subscription = await deps.bus.subscribe(
+            queue_name(cfg.pod_id), cfg.pod_id, DeliveryConsumer(hub).handle
+        )
+        stack.push_async_callback(subscription.cancel)
+        maintenance = Maintenance(
+            hub, registry, reporter, authenticator, cfg.messaging.heartbeat_seconds
+        )
+        self._background(reporter.run(), maintenance.run())
+        stack.push_async_callback(reporter.flush)
+        await self._serve(create_app(deps, runtime))
+
+    async def _open_deps(self) -> GatewayDeps:
         cfg, stack = self._cfg, self._stack
         hot_state = await open_hot_state(
             cfg.redis_url, f"{cfg.redis_prefix}gateway:", embedded=self._embedded
@@ -49,8 +91,23 @@ class GatewayRole:
             authn=GatewayAuth(remote_authenticator(clients.auth, cfg.auth)),
             limiter=RateLimiter(hot_state, cfg.rates),
         )
+        return self._deps
+
+    def _background(self, *coros: object) -> None:
+        for coro in coros:
+            task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+
+            async def cancel(task: asyncio.Future[None] = task) -> None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+            self._stack.push_async_callback(cancel)
+
+    async def _serve(self, app: web.Application) -> None:
+        cfg = self._cfg
         self._runner = web.AppRunner(
-            create_app(self._deps), access_log=None, shutdown_timeout=cfg.shutdown_grace_seconds
+            app, access_log=None, shutdown_timeout=cfg.shutdown_grace_seconds
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http_addr.host, cfg.http_addr.port)
@@ -63,6 +120,11 @@ class GatewayRole:
             self._deps.draining = True
 
     async def stop(self, grace: float) -> None:
+        if self._hub is not None:
+            # Spread the reconnects of this pod's clients over a few seconds.
+            await self._hub.close_all(
+                CloseCode.CLOSE_CODE_GOING_AWAY, "server shutting down", random.randint(500, 3000)
+            )
         if self._runner is not None:
             await self._runner.cleanup()
         await self._stack.aclose()

@@ -10,6 +10,7 @@ without a call per request.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections import OrderedDict
@@ -36,6 +37,7 @@ class Principal:
     user_id: int
     session_id: str
     token: str
+    expires_at: int = 0  # the access token's exp (Unix seconds)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """gRPC metadata that forwards this caller's identity to another service."""
@@ -73,6 +75,7 @@ class Authenticator:
         self._verifier = TokenVerifier(self._keys.get, issuer=issuer, audience=audience)
         self._session_ttl, self._min_refresh = session_ttl, min_jwks_refresh
         self._last_refresh = float("-inf")
+        self._refreshing: asyncio.Future[None] | None = None
         self._sessions: OrderedDict[str, tuple[bool, float]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -85,7 +88,7 @@ class Authenticator:
         claims = self._verifier.verify(token, now)
         if await self._is_revoked(claims, token, now):
             raise Unauthenticated("this session has been signed out", reason="SESSION_REVOKED")
-        return Principal(claims.user_id, claims.session_id, token)
+        return Principal(claims.user_id, claims.session_id, token, claims.expires_at)
 
     async def verify_only(self, token: str) -> AccessClaims:
         """Check signature and claims but not revocation (for CheckSession itself)."""
@@ -102,9 +105,21 @@ class Authenticator:
         self._sessions.pop(session_id, None)
 
     async def _refresh_keys(self, now: float) -> None:
+        # Concurrent callers share one fetch: otherwise a burst of first calls to a fresh
+        # process hits the rate limit below and fails with "unknown key".
+        if self._refreshing is not None:
+            await asyncio.shield(self._refreshing)
+            return
         if now - self._last_refresh < self._min_refresh:
             return
         self._last_refresh = now
+        self._refreshing = asyncio.ensure_future(self._fetch_keys())
+        try:
+            await asyncio.shield(self._refreshing)
+        finally:
+            self._refreshing = None
+
+    async def _fetch_keys(self) -> None:
         fresh = keyring_lookup(await self._jwks())
         self._keys.clear()
         self._keys.update(fresh)

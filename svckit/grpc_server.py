@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -35,7 +36,12 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
+    # Clients reconnect (and re-resolve DNS) every few minutes, so a scale-up gets traffic.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
 )
+# Spread calls over every address a name resolves to (a headless Service in Kubernetes).
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
 class GrpcServer:
@@ -139,6 +145,7 @@ def open_channel(target: str, *, timeout: float) -> aio.Channel:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ("grpc.enable_retries", 1),
+            ("grpc.service_config", ROUND_ROBIN),
         ],
         interceptors=[ClientInterceptor(timeout, stream_timeout=timeout * 6)],  # type: ignore[list-item]
     )

@@ -56,6 +56,28 @@ DEPENDENCY_UP = Gauge(
     "1 when a dependency (database, broker, hot state, peer service) answered its last check.",
     ["role", "dependency"],
 )
+WS_CONNECTIONS = Gauge("minitg_ws_connections", "Open client WebSockets on this gateway pod.")
+WS_FRAMES = Counter(
+    "minitg_ws_frames_total",
+    "WebSocket frames by direction (in, out) and payload type.",
+    ["direction", "type"],
+)
+WS_CLOSES = Counter(
+    "minitg_ws_closes_total", "WebSocket connections closed, by close code.", ["code"]
+)
+DELIVERY_LATENCY = Histogram(
+    "minitg_delivery_latency_seconds",
+    "From a message's commit (its date) to the push of its update onto a recipient's socket.",
+    buckets=LATENCY_BUCKETS,
+)
+DELIVERY_CONSUMED = Counter(
+    "minitg_delivery_batches_consumed_total",
+    "Delivery batches this gateway pod took from its queue, by outcome.",
+    ["outcome"],
+)
+DELIVERY_PUSHED = Counter(
+    "minitg_delivery_pushed_total", "Frames pushed to local sockets from delivery batches."
+)
 PASSWORD_CHECKS = Counter(
     "minitg_auth_password_checks_total",
     "bcrypt password verifications; unknown emails are checked against a decoy, so they count too.",

@@ -206,6 +206,11 @@ class HotState(Protocol):
         whether the value was stored."""
         ...
 
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
+        """Store several values, each with the same ``ttl``, in one round trip (not atomic:
+        after a failure some may be stored). Later items win over earlier ones."""
+        ...
+
     async def delete(self, *keys: str) -> int:
         """Remove keys; return how many existed."""
         ...

@@ -57,6 +57,9 @@ class System:
     cfg: Config
     roles: dict[str, Role]
     channels: list[aio.Channel] = field(default_factory=list)
+    # The in-process bus and key space the roles share (used by the embedded shape), so a
+    # test can subscribe as a fake gateway pod or write the connection registry.
+    embedded: EmbeddedBackends = field(default_factory=EmbeddedBackends)
 
     @property
     def http_url(self) -> str:
@@ -168,7 +171,7 @@ async def _started(env: dict[str, str], roles: Sequence[str], shape: str) -> Asy
             await role.start()
             started[name] = role
             cfg = with_bound_address(cfg, role)
-        system = System(shape, cfg, started)
+        system = System(shape, cfg, started, embedded=embedded)
         try:
             yield system
         finally:

@@ -1,13 +1,126 @@
-"""The PresenceService servicer: translates proto <-> domain and authorizes.
+"""The PresenceService servicer: validates and translates proto <-> use cases, authorizes.
 
-RPCs not yet built inherit the generated base class's behaviour, which the shared
-interceptor turns into UNIMPLEMENTED with reason UNIMPLEMENTED.
+ReportConnections takes only the internal service credential (gateway pods); the other
+RPCs take a user's access token, verified here against the auth service's keys.
 """
 
 from __future__ import annotations
 
-from minitg.presence.v1 import presence_service_pb2_grpc
+from collections.abc import Sequence
+from typing import Any
+
+from minitg.presence.v1 import presence_pb2, presence_service_pb2, presence_service_pb2_grpc
+
+from presence_service.domain.presence import ConnectionEvent, EventKind
+from presence_service.usecases.acks import AckBatcher
+from presence_service.usecases.tracker import PresenceTracker
+from presence_service.usecases.typing_relay import TypingRelay
+from svckit.authn import Authenticator, Principal, require_service_caller
+from svckit.errors import InvalidField, PermissionDenied
+
+MAX_EVENTS = 10_000
+MAX_POD_ID = 253
+MAX_SESSION_ID = 128
+MAX_PRESENCE_IDS = 100
+MAX_ACK_CHATS = 100
+
+_KINDS = {
+    presence_pb2.CONNECTION_EVENT_KIND_CONNECTED: EventKind.CONNECTED,
+    presence_pb2.CONNECTION_EVENT_KIND_HEARTBEAT: EventKind.HEARTBEAT,
+    presence_pb2.CONNECTION_EVENT_KIND_DISCONNECTED: EventKind.DISCONNECTED,
+}
+_ACTIONS = {presence_pb2.TYPING_ACTION_TYPING: True, presence_pb2.TYPING_ACTION_CANCEL: False}
+
+
+def connection_events(request: Any) -> list[ConnectionEvent]:
+    """The request's events as domain events; unknown kinds are skipped, as documented."""
+    pod_id = request.pod_id
+    if not pod_id or len(pod_id) > MAX_POD_ID or not pod_id.isprintable() or " " in pod_id:
+        raise InvalidField("pod_id", f"pod_id must be 1 to {MAX_POD_ID} printable characters")
+    if len(request.events) > MAX_EVENTS:
+        raise InvalidField("events", f"at most {MAX_EVENTS} events per call")
+    events: list[ConnectionEvent] = []
+    for i, event in enumerate(request.events):
+        if event.user_id < 1:
+            raise InvalidField(f"events[{i}].user_id", "user_id must be at least 1")
+        if not event.session_id or len(event.session_id) > MAX_SESSION_ID:
+            raise InvalidField(f"events[{i}].session_id", "session_id is required")
+        kind = _KINDS.get(event.kind)
+        if kind is not None:
+            events.append(ConnectionEvent(event.user_id, event.session_id, kind, event.at_ms))
+    return events
+
+
+def ack_chats(request: Any) -> list[tuple[int, int]]:
+    if request.max_pts < 0:
+        raise InvalidField("max_pts", "max_pts must be 0 or more")
+    if len(request.chats) > MAX_ACK_CHATS:
+        raise InvalidField("chats", f"at most {MAX_ACK_CHATS} chats per ack")
+    for i, chat in enumerate(request.chats):
+        if chat.chat_id < 1:
+            raise InvalidField(f"chats[{i}].chat_id", "chat_id must be at least 1")
+        if chat.max_seq < 0:
+            raise InvalidField(f"chats[{i}].max_seq", "max_seq must be 0 or more")
+    return [(c.chat_id, c.max_seq) for c in request.chats]
 
 
 class PresenceServicer(presence_service_pb2_grpc.PresenceServiceServicer):
     """minitg.presence.v1.PresenceService."""
+
+    def __init__(
+        self,
+        tracker: PresenceTracker,
+        typing: TypingRelay,
+        acks: AckBatcher,
+        authn: Authenticator,
+        internal_token: str,
+    ) -> None:
+        self._tracker, self._typing, self._acks = tracker, typing, acks
+        self._authn, self._internal_token = authn, internal_token
+
+    async def _caller(self, context: Any) -> Principal:
+        return await self._authn.from_metadata(context.invocation_metadata())
+
+    async def ReportConnections(
+        self, request: Any, context: Any
+    ) -> presence_service_pb2.ReportConnectionsResponse:
+        require_service_caller(context.invocation_metadata(), self._internal_token)
+        await self._tracker.report(request.pod_id, connection_events(request))
+        return presence_service_pb2.ReportConnectionsResponse()
+
+    async def GetPresence(
+        self, request: Any, context: Any
+    ) -> presence_service_pb2.GetPresenceResponse:
+        await self._caller(context)
+        if len(request.user_ids) > MAX_PRESENCE_IDS:
+            raise InvalidField("user_ids", f"at most {MAX_PRESENCE_IDS} ids per call")
+        user_ids: Sequence[int] = list(dict.fromkeys(request.user_ids))
+        found = await self._tracker.presence_of(user_ids)
+        return presence_service_pb2.GetPresenceResponse(
+            presences=[
+                presence_pb2.UserPresence(
+                    user_id=p.user_id, online=p.online, last_seen_at_ms=p.last_seen_at_ms
+                )
+                for p in found
+            ]
+        )
+
+    async def SetTyping(self, request: Any, context: Any) -> presence_service_pb2.SetTypingResponse:
+        caller = await self._caller(context)
+        if request.chat_id < 1:
+            raise InvalidField("chat_id", "chat_id is required")
+        typing = _ACTIONS.get(request.action)
+        if typing is None:
+            raise InvalidField("action", "action must be TYPING or CANCEL")
+        await self._typing.set_typing(caller, request.chat_id, typing)
+        return presence_service_pb2.SetTypingResponse()
+
+    async def AckUpdates(
+        self, request: Any, context: Any
+    ) -> presence_service_pb2.AckUpdatesResponse:
+        caller = await self._caller(context)
+        if request.session_id not in ("", caller.session_id):
+            raise PermissionDenied("an ack can only be made for the caller's own session")
+        chats = ack_chats(request)
+        await self._acks.ack(caller, request.max_pts, chats)
+        return presence_service_pb2.AckUpdatesResponse()

@@ -118,6 +118,11 @@ class MemoryHotState:
         self._store.put(self._key(key), _Entry(bytes(value), _expiry(self._now(), ttl)))
         return True
 
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
+        expires_at = _expiry(self._now(), ttl)
+        for key, value in items:
+            self._store.put(self._key(key), _Entry(bytes(value), expires_at))
+
     async def delete(self, *keys: str) -> int:
         return sum(self._store.pop(self._key(key)) is not None for key in keys)
 

@@ -126,6 +126,16 @@ class RedisHotState:
         )
         return bool(stored)
 
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
+        """One pipeline of SETs (one round trip), not a MULTI transaction."""
+        if not items:
+            return
+        px = None if ttl is None else _ms(ttl)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, value in items:
+                pipe.set(self._key(key), value, px=px)
+            await pipe.execute()
+
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0

@@ -33,6 +33,7 @@ SERVICE_TABLES = {
         "message_hidden",
         "user_pts",
         "updates",
+        "chat_requests",
         "outbox",
     },
     "presence_service": {"last_seen", "delivered_watermarks"},

@@ -29,7 +29,9 @@ class ChatServiceStub:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. A chat the caller is not a member of does not exist for
+    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
+    GetChatMembers) take the internal service credential instead and refuse a user's token
+    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
@@ -107,13 +109,25 @@ class ChatServiceStub:
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.SerializeToString,
                 response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.FromString,
                 _registered_method=True)
+        self.ListPeers = channel.unary_unary(
+                '/minitg.chat.v1.ChatService/ListPeers',
+                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersRequest.SerializeToString,
+                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersResponse.FromString,
+                _registered_method=True)
+        self.GetChatMembers = channel.unary_unary(
+                '/minitg.chat.v1.ChatService/GetChatMembers',
+                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.SerializeToString,
+                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. A chat the caller is not a member of does not exist for
+    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
+    GetChatMembers) take the internal service credential instead and refuse a user's token
+    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
@@ -274,6 +288,27 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPeers(self, request, context):
+        """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
+
+        The list is capped at 10000 ids (the lowest ids win), which bounds the cost of one
+        presence change; it never contains the user themself. An unknown user has no peers.
+        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetChatMembers(self, request, context):
+        """Returns the current members of a chat, for other services that fan out per chat (typing); internal, service credential only.
+
+        Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
+        below 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -342,6 +377,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.FromString,
                     response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.SerializeToString,
             ),
+            'ListPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPeers,
+                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersRequest.FromString,
+                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersResponse.SerializeToString,
+            ),
+            'GetChatMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChatMembers,
+                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.FromString,
+                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'minitg.chat.v1.ChatService', rpc_method_handlers)
@@ -354,7 +399,9 @@ class ChatService:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. A chat the caller is not a member of does not exist for
+    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
+    GetChatMembers) take the internal service credential instead and refuse a user's token
+    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
@@ -702,6 +749,60 @@ class ChatService:
             '/minitg.chat.v1.ChatService/GetDifference',
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.SerializeToString,
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minitg.chat.v1.ChatService/ListPeers',
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersRequest.SerializeToString,
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChatMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minitg.chat.v1.ChatService/GetChatMembers',
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.SerializeToString,
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,7 +30,9 @@ class ChatServiceStub:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. A chat the caller is not a member of does not exist for
+    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
+    GetChatMembers) take the internal service credential instead and refuse a user's token
+    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
@@ -142,13 +144,28 @@ class ChatServiceStub:
     afterwards by the usual pts rule. An error status may end the stream after some chunks;
     the client keeps what it applied and calls again from its local pts.
     """
+    ListPeers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ListPeersRequest, _chat_service_pb2.ListPeersResponse]
+    """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
+
+    The list is capped at 10000 ids (the lowest ids win), which bounds the cost of one
+    presence change; it never contains the user themself. An unknown user has no peers.
+    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
+    """
+    GetChatMembers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.GetChatMembersRequest, _chat_service_pb2.GetChatMembersResponse]
+    """Returns the current members of a chat, for other services that fan out per chat (typing); internal, service credential only.
+
+    Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
+    below 1).
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. A chat the caller is not a member of does not exist for
+    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
+    GetChatMembers) take the internal service credential instead and refuse a user's token
+    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
@@ -257,12 +274,27 @@ class ChatServiceAsyncStub(ChatServiceStub):
     afterwards by the usual pts rule. An error status may end the stream after some chunks;
     the client keeps what it applied and calls again from its local pts.
     """
+    ListPeers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListPeersRequest, _chat_service_pb2.ListPeersResponse]  # type: ignore[assignment]
+    """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
+
+    The list is capped at 10000 ids (the lowest ids win), which bounds the cost of one
+    presence change; it never contains the user themself. An unknown user has no peers.
+    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
+    """
+    GetChatMembers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.GetChatMembersRequest, _chat_service_pb2.GetChatMembersResponse]  # type: ignore[assignment]
+    """Returns the current members of a chat, for other services that fan out per chat (typing); internal, service credential only.
+
+    Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
+    below 1).
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. A chat the caller is not a member of does not exist for
+    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
+    GetChatMembers) take the internal service credential instead and refuse a user's token
+    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
@@ -446,6 +478,31 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         Updates pushed live while the stream runs are buffered by the client and applied
         afterwards by the usual pts rule. An error status may end the stream after some chunks;
         the client keeps what it applied and calls again from its local pts.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPeers(
+        self,
+        request: _chat_service_pb2.ListPeersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.ListPeersResponse, _abc.Awaitable[_chat_service_pb2.ListPeersResponse]]:
+        """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
+
+        The list is capped at 10000 ids (the lowest ids win), which bounds the cost of one
+        presence change; it never contains the user themself. An unknown user has no peers.
+        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
+        """
+
+    @_abc_1.abstractmethod
+    def GetChatMembers(
+        self,
+        request: _chat_service_pb2.GetChatMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.GetChatMembersResponse, _abc.Awaitable[_chat_service_pb2.GetChatMembersResponse]]:
+        """Returns the current members of a chat, for other services that fan out per chat (typing); internal, service credential only.
+
+        Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
+        below 1).
         """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -107,7 +107,9 @@ Global___UserPresence: _TypeAlias = UserPresence  # noqa: Y015
 class PresenceChanged(_message.Message):
     """A user who shares a chat with the recipient came online or went offline; pushed to clients.
 
-    The server debounces flapping (a reconnect within a few seconds is not reported).
+    The server debounces flapping: a change is pushed when the debounce window (2 seconds by
+    default) after it has passed, and only if the user's state then differs from the one last
+    pushed, so a reconnect within the window is not reported at all.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -168,8 +170,9 @@ Global___TypingChanged: _TypeAlias = TypingChanged  # noqa: Y015
 class MessagesDelivered(_message.Message):
     """A member's devices received messages of a chat up to a seq (delivery receipt, the second tick); pushed to the chat's other members that are online.
 
-    Receipts are debounced per member and chat, and the server may skip them for groups above
-    a configured size.
+    Receipts are debounced per member and chat, never go backwards, and are sent for direct
+    chats only: in a group every member's ack would notify every other member, so group
+    members get none.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -211,7 +214,7 @@ class ConnectionEvent(_message.Message):
     user_id: _builtins.int
     """The connected user."""
     session_id: _builtins.str
-    """The connection's session (device); the registry keys connections by session and pod, so a device that reconnects through another pod before its old connection is reported closed is briefly listed twice, which is harmless."""
+    """The connection's session (device); the server keys connections by pod and session, so a device that reconnects through another pod before its old connection is reported closed is briefly counted twice, which is harmless."""
     kind: Global___ConnectionEventKind.ValueType
     """What happened."""
     at_ms: _builtins.int

@@ -47,10 +47,13 @@ class PresenceServiceStub:
 
     Events are applied in order; a connection that misses heartbeats for the server's
     time-to-live (three heartbeat intervals by default) counts as disconnected, which is how
-    connections of a pod that died are cleaned up. These events also maintain the registry of
-    which pod holds each user's connections, which delivery fan-out uses. Errors:
-    PERMISSION_DENIED (not a service credential), INVALID_FIELD (pod_id, more than 10,000
-    events).
+    connections of a pod that died are cleaned up. These events drive presence only: the
+    registry of which pod holds each user's connections, which delivery fan-out uses, is
+    written by the gateway pods themselves, synchronously, as connections open, heartbeat
+    and close. The call returns once the events are applied and any last-seen times are
+    stored; pushes to peers follow asynchronously. Errors: PERMISSION_DENIED (a user's
+    token), INVALID_FIELD (pod_id, more than 10,000 events, an event's user_id below 1 or
+    empty session_id).
     """
     GetPresence: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.GetPresenceRequest, _presence_service_pb2.GetPresenceResponse]
     """Returns the presence of up to 100 users.
@@ -63,8 +66,12 @@ class PresenceServiceStub:
     """Tells the other online members of a chat that the caller is typing or stopped.
 
     Typing is never stored or queued for offline devices; it expires by itself after about
-    6 seconds and ends when the caller disconnects. Repeats within a few seconds are not
-    fanned out again. Errors: CHAT_NOT_FOUND, INVALID_FIELD (action).
+    6 seconds and ends when the caller disconnects (the server pushes the stop when the
+    caller's last connection closes or times out). A TYPING repeated within half the typing
+    time-to-live (3 seconds by default) of the last one pushed is not fanned out again, and
+    a CANCEL is pushed only when a TYPING was pushed within the time-to-live. Sending a
+    message needs no call: clients clear the indicator on the sender's NewMessage.
+    Errors: CHAT_NOT_FOUND, INVALID_FIELD (chat_id, action).
     """
     AckUpdates: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.AckUpdatesRequest, _presence_service_pb2.AckUpdatesResponse]
     """Records how far one of the caller's devices has received its updates, and which messages that covers per chat.
@@ -72,8 +79,11 @@ class PresenceServiceStub:
     The pts watermark is kept per device (it tells which devices are behind); the per-chat
     seqs produce MessagesDelivered receipts for the chats' other members. Watermarks only
     move forward: an ack at or below the stored one is accepted and changes nothing, so
-    acks may be repeated or reordered. Errors: PERMISSION_DENIED (session_id of another
-    session), INVALID_FIELD (chats with more than 100 entries).
+    acks may be repeated or reordered. Acks are written in batches (about every 50
+    milliseconds) and the call returns once its batch is committed, so success means the
+    watermark is stored. Errors: PERMISSION_DENIED (session_id of another session),
+    INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
+    below 1 or max_seq below 0).
     """
 
 @_typing.type_check_only
@@ -95,10 +105,13 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
 
     Events are applied in order; a connection that misses heartbeats for the server's
     time-to-live (three heartbeat intervals by default) counts as disconnected, which is how
-    connections of a pod that died are cleaned up. These events also maintain the registry of
-    which pod holds each user's connections, which delivery fan-out uses. Errors:
-    PERMISSION_DENIED (not a service credential), INVALID_FIELD (pod_id, more than 10,000
-    events).
+    connections of a pod that died are cleaned up. These events drive presence only: the
+    registry of which pod holds each user's connections, which delivery fan-out uses, is
+    written by the gateway pods themselves, synchronously, as connections open, heartbeat
+    and close. The call returns once the events are applied and any last-seen times are
+    stored; pushes to peers follow asynchronously. Errors: PERMISSION_DENIED (a user's
+    token), INVALID_FIELD (pod_id, more than 10,000 events, an event's user_id below 1 or
+    empty session_id).
     """
     GetPresence: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.GetPresenceRequest, _presence_service_pb2.GetPresenceResponse]  # type: ignore[assignment]
     """Returns the presence of up to 100 users.
@@ -111,8 +124,12 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     """Tells the other online members of a chat that the caller is typing or stopped.
 
     Typing is never stored or queued for offline devices; it expires by itself after about
-    6 seconds and ends when the caller disconnects. Repeats within a few seconds are not
-    fanned out again. Errors: CHAT_NOT_FOUND, INVALID_FIELD (action).
+    6 seconds and ends when the caller disconnects (the server pushes the stop when the
+    caller's last connection closes or times out). A TYPING repeated within half the typing
+    time-to-live (3 seconds by default) of the last one pushed is not fanned out again, and
+    a CANCEL is pushed only when a TYPING was pushed within the time-to-live. Sending a
+    message needs no call: clients clear the indicator on the sender's NewMessage.
+    Errors: CHAT_NOT_FOUND, INVALID_FIELD (chat_id, action).
     """
     AckUpdates: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.AckUpdatesRequest, _presence_service_pb2.AckUpdatesResponse]  # type: ignore[assignment]
     """Records how far one of the caller's devices has received its updates, and which messages that covers per chat.
@@ -120,8 +137,11 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     The pts watermark is kept per device (it tells which devices are behind); the per-chat
     seqs produce MessagesDelivered receipts for the chats' other members. Watermarks only
     move forward: an ack at or below the stored one is accepted and changes nothing, so
-    acks may be repeated or reordered. Errors: PERMISSION_DENIED (session_id of another
-    session), INVALID_FIELD (chats with more than 100 entries).
+    acks may be repeated or reordered. Acks are written in batches (about every 50
+    milliseconds) and the call returns once its batch is committed, so success means the
+    watermark is stored. Errors: PERMISSION_DENIED (session_id of another session),
+    INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
+    below 1 or max_seq below 0).
     """
 
 class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -146,10 +166,13 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Events are applied in order; a connection that misses heartbeats for the server's
         time-to-live (three heartbeat intervals by default) counts as disconnected, which is how
-        connections of a pod that died are cleaned up. These events also maintain the registry of
-        which pod holds each user's connections, which delivery fan-out uses. Errors:
-        PERMISSION_DENIED (not a service credential), INVALID_FIELD (pod_id, more than 10,000
-        events).
+        connections of a pod that died are cleaned up. These events drive presence only: the
+        registry of which pod holds each user's connections, which delivery fan-out uses, is
+        written by the gateway pods themselves, synchronously, as connections open, heartbeat
+        and close. The call returns once the events are applied and any last-seen times are
+        stored; pushes to peers follow asynchronously. Errors: PERMISSION_DENIED (a user's
+        token), INVALID_FIELD (pod_id, more than 10,000 events, an event's user_id below 1 or
+        empty session_id).
         """
 
     @_abc_1.abstractmethod
@@ -174,8 +197,12 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Tells the other online members of a chat that the caller is typing or stopped.
 
         Typing is never stored or queued for offline devices; it expires by itself after about
-        6 seconds and ends when the caller disconnects. Repeats within a few seconds are not
-        fanned out again. Errors: CHAT_NOT_FOUND, INVALID_FIELD (action).
+        6 seconds and ends when the caller disconnects (the server pushes the stop when the
+        caller's last connection closes or times out). A TYPING repeated within half the typing
+        time-to-live (3 seconds by default) of the last one pushed is not fanned out again, and
+        a CANCEL is pushed only when a TYPING was pushed within the time-to-live. Sending a
+        message needs no call: clients clear the indicator on the sender's NewMessage.
+        Errors: CHAT_NOT_FOUND, INVALID_FIELD (chat_id, action).
         """
 
     @_abc_1.abstractmethod
@@ -189,8 +216,11 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         The pts watermark is kept per device (it tells which devices are behind); the per-chat
         seqs produce MessagesDelivered receipts for the chats' other members. Watermarks only
         move forward: an ack at or below the stored one is accepted and changes nothing, so
-        acks may be repeated or reordered. Errors: PERMISSION_DENIED (session_id of another
-        session), INVALID_FIELD (chats with more than 100 entries).
+        acks may be repeated or reordered. Acks are written in batches (about every 50
+        milliseconds) and the call returns once its batch is committed, so success means the
+        watermark is stored. Errors: PERMISSION_DENIED (session_id of another session),
+        INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
+        below 1 or max_seq below 0).
         """
 
 def add_PresenceServiceServicer_to_server(servicer: PresenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

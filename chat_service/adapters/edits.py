@@ -1,0 +1,92 @@
+"""EditMessage's transaction: replace a message body and log MessageEdited to every member."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minitg.chat.v1 import updates_pb2
+
+from chat_service.adapters.membership import Actor
+from chat_service.adapters.queries import member_ids
+from chat_service.adapters.rows import (
+    MESSAGE_COLUMNS,
+    body_columns,
+    in_transaction,
+    message_from_row,
+)
+from chat_service.adapters.updatelog import LogBatch
+from chat_service.domain.errors import ChatNotFound
+from chat_service.domain.model import Body, Message, UpdateKind
+from chat_service.wire import message_to_proto
+from svckit.errors import InvalidField, NotFound, PermissionDenied
+from svckit.ports import Database, Executor
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    """The message after the edit and the editor's pts (0 when nothing changed)."""
+
+    message: Message
+    pts: int
+    pts_count: int
+
+
+class EditStore:
+    """Edits messages (the caller's own, within the edit window, same body variant)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def edit(
+        self, actor: Actor, chat_id: int, message_id: int, body: Body, window_ms: int
+    ) -> Edited:
+        async def work(tx: Executor) -> Edited:
+            members = await member_ids(tx, chat_id)
+            if actor.user_id not in members:
+                raise ChatNotFound()
+            row = await tx.fetchrow(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 AND m.chat_id = $2 "
+                "AND m.deleted_at_ms IS NULL",
+                message_id,
+                chat_id,
+            )
+            if row is None:
+                raise NotFound("no such message in this chat", reason="MESSAGE_NOT_FOUND")
+            old = message_from_row(row)
+            _check_editable(old, actor, body, window_ms)
+            if old.body == body:
+                return Edited(old, 0, 0)
+            await tx.execute(
+                "UPDATE messages SET body_kind = $2, body_text = $3, body_header = $4, "
+                "body_ciphertext = $5, edited_at_ms = $6 WHERE id = $1",
+                message_id,
+                *body_columns(body),
+                actor.now_ms,
+            )
+            new = Message(
+                old.id, old.chat_id, old.seq, old.sender_id, old.date_ms, body,
+                edited_at_ms=actor.now_ms, client_msg_id=old.client_msg_id,
+            )  # fmt: skip
+            log = LogBatch(actor.now_ms, actor.request_id)
+            pending = log.reserve(UpdateKind.MESSAGE_EDITED, chat_id, members, actor.session_id)
+            await log.allocate(tx)
+            pending.fill(
+                updates_pb2.Update(
+                    message_edited=updates_pb2.MessageEdited(
+                        message=message_to_proto(new, for_user=0)
+                    )
+                )
+            )
+            await log.write(tx)
+            return Edited(new, pending.pts_of(actor.user_id), 1)
+
+        return await in_transaction(self._db, work)
+
+
+def _check_editable(old: Message, actor: Actor, body: Body, window_ms: int) -> None:
+    if old.sender_id != actor.user_id:
+        raise PermissionDenied("only the sender may edit a message")
+    if actor.now_ms - old.date_ms > window_ms:
+        raise PermissionDenied("the edit window has passed", reason="EDIT_WINDOW_EXPIRED")
+    if old.body.kind is not body.kind:
+        raise InvalidField("body", "an edit must keep the body's variant")

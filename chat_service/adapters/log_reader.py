@@ -1,0 +1,58 @@
+"""Reading a user's update log back: GetState and GetDifference."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from svckit.ports import Database
+
+CHUNK = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    """A user's log position and how many of their chats have unread messages."""
+
+    pts: int
+    unread_chats_count: int
+
+
+class LogReader:
+    """Replays the per-user update log."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def state(self, user_id: int) -> LogState:
+        pts = await self._db.fetchval("SELECT pts FROM user_pts WHERE user_id = $1", user_id)
+        unread = await self._db.fetchval(
+            "SELECT COUNT(*) FROM chat_members WHERE user_id = $1 AND unread_count > 0", user_id
+        )
+        return LogState(int(pts or 0), int(unread or 0))
+
+    async def continues_from(self, user_id: int, pts: int) -> bool:
+        """Whether the log still holds the update right after ``pts`` (not trimmed)."""
+        row = await self._db.fetchrow(
+            "SELECT pts, pts_count FROM updates WHERE user_id = $1 AND pts > $2 "
+            "ORDER BY pts LIMIT 1",
+            user_id,
+            pts,
+        )
+        return row is not None and int(row["pts"]) - int(row["pts_count"]) == pts
+
+    async def chunks(self, user_id: int, after: int, until: int) -> AsyncIterator[list[bytes]]:
+        """The stored payloads with ``after < pts <= until``, in pts order, a chunk at a time."""
+        while after < until:
+            rows = await self._db.fetch(
+                "SELECT pts, payload FROM updates WHERE user_id = $1 AND pts > $2 AND pts <= $3 "
+                "ORDER BY pts LIMIT $4",
+                user_id,
+                after,
+                until,
+                CHUNK,
+            )
+            if not rows:
+                return
+            yield [bytes(r["payload"]) for r in rows]
+            after = int(rows[-1]["pts"])

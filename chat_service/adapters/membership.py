@@ -1,0 +1,283 @@
+"""Membership writes: creating chats, inviting and leaving, each with its logged updates.
+
+Every write that changes a chat's membership first locks the chat's row (an UPDATE that
+changes nothing but takes the row lock, the portable ``SELECT ... FOR UPDATE``), the same
+lock a send takes to allocate its seq, so a send never fans out to a stale member list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from minitg.chat.v1 import updates_pb2
+
+from chat_service.adapters.queries import last_messages
+from chat_service.adapters.rows import in_transaction, members_of
+from chat_service.adapters.updatelog import LogBatch
+from chat_service.domain import rules
+from chat_service.domain.errors import ChatNotFound, ClientRequestIdReused, GroupChatRequired
+from chat_service.domain.model import ChatKind, ChatView, Invited, Member, Role, UpdateKind
+from chat_service.wire import chat_to_proto, member_to_proto
+from svckit.ports import Database, Executor, Row
+
+_INSERT_MEMBER = (
+    "INSERT INTO chat_members (chat_id, user_id, role, joined_at_ms, read_inbox_seq) "
+    "VALUES ($1, $2, $3, $4, $5)"
+)
+_LOCK_CHAT = (
+    "UPDATE chats SET member_count = member_count WHERE id = $1 AND EXISTS ("
+    " SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2) "
+    "RETURNING id, kind, title, created_at_ms, last_seq, member_count"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change and how it is logged: the caller, their session, when, request id."""
+
+    user_id: int
+    session_id: str
+    now_ms: int
+    request_id: str
+
+
+def _new_chat_view(row: Row, members: Sequence[Member], watermark: int, outbox: int) -> ChatView:
+    return ChatView(
+        id=int(row["id"]),
+        kind=ChatKind(int(row["kind"])),
+        title=str(row["title"]),
+        members=tuple(members),
+        member_count=len(members),
+        last_message=None,
+        last_seq=int(row["last_seq"]),
+        unread_count=0,
+        read_inbox_max_seq=watermark,
+        read_outbox_max_seq=outbox,
+        created_at_ms=int(row["created_at_ms"]),
+    )
+
+
+class MembershipStore:
+    """Creates chats and changes their membership (see the module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create_direct(self, actor: Actor, peer: int) -> tuple[int, bool]:
+        """The id of the direct chat of the actor and ``peer``, and whether it is new."""
+        key = rules.direct_key(actor.user_id, peer)
+        existing = await self._db.fetchval("SELECT id FROM chats WHERE direct_key = $1", key)
+        if existing is not None:
+            return int(existing), False
+
+        async def work(tx: Executor) -> tuple[int, bool]:
+            found = await tx.fetchval("SELECT id FROM chats WHERE direct_key = $1", key)
+            if found is not None:  # a concurrent twin won the race
+                return int(found), False
+            chat_id = await self._insert_chat(tx, actor, ChatKind.DIRECT, "", key, 2)
+            members = [Member(actor.user_id, Role.MEMBER, actor.now_ms)]
+            members.append(Member(peer, Role.MEMBER, actor.now_ms))
+            await self._announce_new_chat(tx, actor, chat_id, ChatKind.DIRECT, "", members)
+            return chat_id, True
+
+        return await in_transaction(self._db, work)
+
+    async def create_group(
+        self, actor: Actor, title: str, member_ids: Sequence[int], client_request_id: str
+    ) -> tuple[int, bool]:
+        """Create a group (``member_ids[0]`` is the owner); with a client_request_id, a
+        retry returns the first call's group and a reuse with other fields fails."""
+        fingerprint = rules.group_fingerprint(title, member_ids)
+
+        async def work(tx: Executor) -> tuple[int, bool]:
+            if client_request_id:
+                row = await tx.fetchrow(
+                    "SELECT chat_id, fingerprint FROM chat_requests "
+                    "WHERE user_id = $1 AND client_request_id = $2",
+                    actor.user_id,
+                    client_request_id,
+                )
+                if row is not None:
+                    if row["fingerprint"] != fingerprint:
+                        raise ClientRequestIdReused()
+                    return int(row["chat_id"]), False
+            chat_id = await self._insert_chat(
+                tx, actor, ChatKind.GROUP, title, None, len(member_ids)
+            )
+            members = [
+                Member(uid, Role.OWNER if i == 0 else Role.MEMBER, actor.now_ms)
+                for i, uid in enumerate(member_ids)
+            ]
+            if client_request_id:
+                await tx.execute(
+                    "INSERT INTO chat_requests (user_id, client_request_id, fingerprint, "
+                    "chat_id, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+                    actor.user_id,
+                    client_request_id,
+                    fingerprint,
+                    chat_id,
+                    actor.now_ms,
+                )
+            await self._announce_new_chat(tx, actor, chat_id, ChatKind.GROUP, title, members)
+            return chat_id, True
+
+        return await in_transaction(self._db, work)
+
+    async def _insert_chat(
+        self, tx: Executor, actor: Actor, kind: ChatKind, title: str, key: str | None, count: int
+    ) -> int:
+        return int(
+            await tx.fetchval(
+                "INSERT INTO chats (kind, title, direct_key, created_by, created_at_ms, "
+                "last_activity_ms, member_count) VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id",
+                int(kind),
+                title,
+                key,
+                actor.user_id,
+                actor.now_ms,
+                count,
+            )
+        )
+
+    async def _announce_new_chat(
+        self,
+        tx: Executor,
+        actor: Actor,
+        chat_id: int,
+        kind: ChatKind,
+        title: str,
+        members: Sequence[Member],
+    ) -> None:
+        """Insert the members and log NewChat to each of them."""
+        await tx.executemany(
+            _INSERT_MEMBER, [(chat_id, m.user_id, int(m.role), m.joined_at_ms, 0) for m in members]
+        )
+        row = {"id": chat_id, "kind": kind, "title": title, "created_at_ms": actor.now_ms}
+        view = _new_chat_view(row | {"last_seq": 0}, members, 0, 0)
+        log = LogBatch(actor.now_ms, actor.request_id)
+        pending = log.reserve(
+            UpdateKind.NEW_CHAT, chat_id, [m.user_id for m in members], actor.session_id
+        )
+        await log.allocate(tx)
+        chat = chat_to_proto(view, for_user=actor.user_id)
+        pending.fill(
+            updates_pb2.Update(
+                new_chat=updates_pb2.NewChat(chat=chat, added_by_user_id=actor.user_id)
+            )
+        )
+        await log.write(tx)
+
+    async def invite(
+        self, actor: Actor, chat_id: int, requested: Sequence[int], max_members: int
+    ) -> Invited:
+        """Add the requested users who are not members yet (all or nothing)."""
+
+        async def work(tx: Executor) -> Invited:
+            chat = await _lock_group(tx, chat_id, actor.user_id)
+            old = await members_of(tx, chat_id)
+            added = rules.ids_to_invite(requested, [m.user_id for m in old], max_members)
+            if not added:
+                return Invited((), len(old), 0, 0)
+            last_seq = int(chat["last_seq"])
+            new = [Member(uid, Role.MEMBER, actor.now_ms) for uid in added]
+            await tx.executemany(
+                _INSERT_MEMBER,
+                [(chat_id, m.user_id, int(m.role), m.joined_at_ms, last_seq) for m in new],
+            )
+            count = len(old) + len(new)
+            await tx.execute("UPDATE chats SET member_count = $2 WHERE id = $1", chat_id, count)
+            pts = await self._log_joined(tx, actor, chat, old, new)
+            return Invited(tuple(added), count, pts, 1)
+
+        return await in_transaction(self._db, work)
+
+    async def _log_joined(
+        self, tx: Executor, actor: Actor, chat: Row, old: Sequence[Member], new: Sequence[Member]
+    ) -> int:
+        """NewChat to the new members, MembersJoined to the others; the actor's pts."""
+        chat_id, last_seq = int(chat["id"]), int(chat["last_seq"])
+        watermarks = await tx.fetch(
+            "SELECT MAX(read_inbox_seq) AS top FROM chat_members WHERE chat_id = $1", chat_id
+        )
+        view = _new_chat_view(chat, [*old, *new], last_seq, int(watermarks[0]["top"] or 0))
+        last = await last_messages(tx, new[0].user_id, [chat_id])
+        view = dataclasses.replace(view, last_message=last.get(chat_id))
+        log = LogBatch(actor.now_ms, actor.request_id)
+        welcome = log.reserve(UpdateKind.NEW_CHAT, chat_id, [m.user_id for m in new])
+        joined = log.reserve(
+            UpdateKind.MEMBERS_JOINED, chat_id, [m.user_id for m in old], actor.session_id
+        )
+        await log.allocate(tx)
+        chat_proto = chat_to_proto(view, for_user=0)
+        welcome.fill(
+            updates_pb2.Update(
+                new_chat=updates_pb2.NewChat(chat=chat_proto, added_by_user_id=actor.user_id)
+            )
+        )
+        joined.fill(
+            updates_pb2.Update(
+                members_joined=updates_pb2.MembersJoined(
+                    chat_id=chat_id,
+                    members=[member_to_proto(m) for m in new],
+                    inviter_user_id=actor.user_id,
+                    member_count=len(old) + len(new),
+                )
+            )
+        )
+        await log.write(tx)
+        return joined.pts_of(actor.user_id)
+
+    async def leave(self, actor: Actor, chat_id: int) -> int:
+        """Remove the actor from a group, passing ownership on; return the actor's pts."""
+
+        async def work(tx: Executor) -> int:
+            await _lock_group(tx, chat_id, actor.user_id)
+            members = await members_of(tx, chat_id)
+            leaver = next(m for m in members if m.user_id == actor.user_id)
+            remaining = [m for m in members if m.user_id != actor.user_id]
+            await tx.execute(
+                "DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2",
+                chat_id,
+                actor.user_id,
+            )
+            await tx.execute(
+                "UPDATE chats SET member_count = $2 WHERE id = $1", chat_id, len(remaining)
+            )
+            new_owner = rules.next_owner(remaining) if leaver.role is Role.OWNER else 0
+            if new_owner:
+                await tx.execute(
+                    "UPDATE chat_members SET role = $3 WHERE chat_id = $1 AND user_id = $2",
+                    chat_id,
+                    new_owner,
+                    int(Role.OWNER),
+                )
+            log = LogBatch(actor.now_ms, actor.request_id)
+            recipients = [actor.user_id, *(m.user_id for m in remaining)]
+            left = log.reserve(UpdateKind.MEMBER_LEFT, chat_id, recipients, actor.session_id)
+            await log.allocate(tx)
+            left.fill(
+                updates_pb2.Update(
+                    member_left=updates_pb2.MemberLeft(
+                        chat_id=chat_id,
+                        user_id=actor.user_id,
+                        member_count=len(remaining),
+                        new_owner_user_id=new_owner,
+                    )
+                )
+            )
+            await log.write(tx)
+            return left.pts_of(actor.user_id)
+
+        return await in_transaction(self._db, work)
+
+
+async def _lock_group(tx: Executor, chat_id: int, user_id: int) -> Row:
+    """Lock a group the user belongs to; CHAT_NOT_FOUND / GROUP_CHAT_REQUIRED otherwise."""
+    row = await tx.fetchrow(_LOCK_CHAT, chat_id, user_id)
+    if row is None:
+        raise ChatNotFound()
+    if int(row["kind"]) != ChatKind.GROUP:
+        raise GroupChatRequired()
+    return row

@@ -1,0 +1,176 @@
+"""The outbox relay: publishes committed fan-out to the gateway pods, at least once.
+
+Each write transaction leaves one ``outbox`` row (a ``DeliveryBatch`` of items with all
+their recipients, see ``updatelog``). The relay runs as one background task per chat
+process. It is woken right after every commit (``wake()``, an in-process event) and also
+polls every ``poll_seconds``, so rows left behind by a crash between commit and publish,
+by another process or by a broker outage are published later instead of lost.
+
+One round claims up to ``batch_rows`` unpublished rows in id order (PostgreSQL:
+``FOR UPDATE SKIP LOCKED`` inside a transaction held while publishing, so several chat
+processes share the queue without publishing a row twice at once; SQLite: a single process
+owns the file, a plain SELECT). It looks up the recipients' gateway pods in the connection
+registry with one round trip, and publishes ONE ``DeliveryBatch`` per pod holding every
+claimed item that has a recipient there (only those recipients), so a burst of sends
+costs one broker message per pod, not per message. ``Unroutable`` (the pod is gone) skips
+that pod; anything else (``BusUnavailable``, the registry down) leaves the rows
+unpublished with ``attempts`` raised, to be retried next round: pods that already got
+them see a duplicate, which clients drop by pts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from minitg.chat.v1 import delivery_pb2
+
+from chat_service.adapters.rows import placeholders
+from svckit.logs import REQUEST_ID_HEADER
+from svckit.ports import Database, Executor, MessageBus, Row, Unroutable
+
+log = logging.getLogger("minitg.chat.outbox")
+
+_CLAIM = "SELECT id, payload FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1"
+_TRIM_EVERY_SECONDS = 60.0
+_KEEP_PUBLISHED_MS = 3_600_000
+
+
+class PodDirectory(Protocol):
+    """Where users are connected: ``svckit.registry.ConnectionRegistry`` satisfies it."""
+
+    async def pods_of(self, user_ids: Sequence[int]) -> Mapping[str, list[int]]: ...
+
+
+def split_by_pod(
+    batches: Sequence[delivery_pb2.DeliveryBatch], pods: Mapping[str, list[int]], sent_at_ms: int
+) -> dict[str, delivery_pb2.DeliveryBatch]:
+    """One DeliveryBatch per pod with the items (and only the recipients) it serves."""
+    request_id = next((b.request_id for b in batches if b.request_id), "")
+    out: dict[str, delivery_pb2.DeliveryBatch] = {}
+    for pod, users in pods.items():
+        here = set(users)
+        pod_batch = delivery_pb2.DeliveryBatch(request_id=request_id, sent_at_ms=sent_at_ms)
+        for batch in batches:
+            for item in batch.items:
+                recipients = [r for r in item.recipients if r.user_id in here]
+                if not recipients:
+                    continue
+                copy = pod_batch.items.add(exclude_session_id=item.exclude_session_id)
+                copy.update.CopyFrom(item.update)
+                copy.recipients.extend(recipients)
+        if pod_batch.items:
+            out[pod] = pod_batch
+    return out
+
+
+class OutboxRelay:
+    """Publishes outbox rows (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: MessageBus,
+        pods: PodDirectory,
+        *,
+        poll_seconds: float,
+        batch_rows: int = 200,
+        retention_days: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db, self._bus, self._pods = db, bus, pods
+        self._poll, self._batch_rows, self._clock = poll_seconds, batch_rows, clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_trim = 0.0
+        self._retention_ms = retention_days * 86_400_000
+
+    def wake(self) -> None:
+        """Ask for a round now (called after each commit that wrote an outbox row)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="chat-outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                while await self.publish_pending() == self._batch_rows:
+                    pass
+                await self._trim_now_and_then()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay round failed; retrying after the poll interval")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def publish_pending(self) -> int:
+        """One round; return how many rows were published (0 also when the round failed)."""
+        if self._db.dialect == "postgres":
+            async with self._db.transaction() as tx:
+                rows = await tx.fetch(_CLAIM + " FOR UPDATE SKIP LOCKED", self._batch_rows)
+                return await self._publish_and_mark(tx, rows)
+        rows = await self._db.fetch(_CLAIM, self._batch_rows)
+        return await self._publish_and_mark(self._db, rows)
+
+    async def _publish_and_mark(self, ex: Executor, rows: Sequence[Row]) -> int:
+        if not rows:
+            return 0
+        ids = [int(r["id"]) for r in rows]
+        marked = placeholders(len(ids), 2)
+        try:
+            await self._publish([delivery_pb2.DeliveryBatch.FromString(r["payload"]) for r in rows])
+        except Exception:
+            log.warning("outbox: publishing %d rows failed; will retry", len(ids), exc_info=True)
+            await ex.execute(
+                f"UPDATE outbox SET attempts = attempts + 1 WHERE id IN ({placeholders(len(ids))})",
+                *ids,
+            )
+            return 0
+        await ex.execute(
+            f"UPDATE outbox SET published_at_ms = $1 WHERE id IN ({marked})",
+            int(self._clock() * 1000),
+            *ids,
+        )
+        return len(ids)
+
+    async def _publish(self, batches: Sequence[delivery_pb2.DeliveryBatch]) -> None:
+        users = sorted({r.user_id for b in batches for item in b.items for r in item.recipients})
+        if not users:
+            return
+        pods = await self._pods.pods_of(users)
+        per_pod = split_by_pod(batches, pods, int(self._clock() * 1000))
+        for pod, batch in per_pod.items():
+            headers = {REQUEST_ID_HEADER: batch.request_id} if batch.request_id else None
+            try:
+                await self._bus.publish(pod, batch.SerializeToString(), headers=headers)
+            except Unroutable:
+                log.info("outbox: pod %s has no queue any more; skipped", pod)
+
+    async def _trim_now_and_then(self) -> None:
+        """Delete outbox rows published long ago (they only matter until published) and
+        update-log rows past retention (GetDifference then answers TOO_LONG)."""
+        now = self._clock()
+        if now - self._last_trim < _TRIM_EVERY_SECONDS:
+            return
+        self._last_trim = now
+        await self._db.execute(
+            "DELETE FROM outbox WHERE published_at_ms IS NOT NULL AND published_at_ms < $1",
+            int(now * 1000) - _KEEP_PUBLISHED_MS,
+        )
+        await self._db.execute(
+            "DELETE FROM updates WHERE date_ms < $1", int(now * 1000) - self._retention_ms
+        )

@@ -1,0 +1,143 @@
+"""Appending to the per-user update log and the fan-out outbox, inside a write transaction.
+
+A write (send, read, invite, ...) reserves its updates on a ``LogBatch``, lets the batch
+allocate every recipient's next pts with ONE upsert on ``user_pts`` (sorted by user id, so
+concurrent transactions lock counters in the same order and cannot deadlock on them),
+fills in the payloads (which may need the pts, e.g. a message's ``sender_pts``), then
+writes the ``updates`` rows and ONE ``outbox`` row for the whole transaction.
+
+Stored forms:
+
+* ``updates.payload`` is the recipient's complete ``Update``: the shared encoding followed
+  by the recipient's patch encoding, which protobuf decodes as their merge.
+* ``outbox.payload`` is a ``DeliveryBatch`` holding every item with ALL its recipients
+  (not yet split by gateway pod); the relay splits it per pod at publish time, when it
+  knows where the recipients are connected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from minitg.chat.v1 import delivery_pb2, updates_pb2
+
+from chat_service.domain.model import UpdateKind
+from svckit.ports import Executor
+
+_PTS_CHUNK = 500
+_INSERT_UPDATE = (
+    "INSERT INTO updates (user_id, pts, pts_count, kind, chat_id, payload, date_ms) "
+    "VALUES ($1, $2, 1, $3, $4, $5, $6)"
+)
+
+
+@dataclass
+class PendingUpdate:
+    """One logged update for a set of recipients; payloads are filled after allocation."""
+
+    kind: UpdateKind
+    chat_id: int
+    recipients: tuple[int, ...]
+    exclude_session_id: str = ""
+    pts: dict[int, int] = field(default_factory=dict)
+    shared: updates_pb2.Update | None = None
+    patches: dict[int, updates_pb2.Update] = field(default_factory=dict)
+
+    def pts_of(self, user_id: int) -> int:
+        """The recipient's log position after this update (after ``allocate``)."""
+        return self.pts[user_id]
+
+    def fill(
+        self,
+        shared: updates_pb2.Update,
+        patches: Mapping[int, updates_pb2.Update] | None = None,
+    ) -> None:
+        """Set the shared update (per-recipient fields left zero) and optional patches."""
+        self.shared = shared
+        self.patches = dict(patches or {})
+
+
+class LogBatch:
+    """The updates one transaction appends (see the module docstring)."""
+
+    def __init__(self, date_ms: int, request_id: str) -> None:
+        self.date_ms, self.request_id = date_ms, request_id
+        self._pending: list[PendingUpdate] = []
+
+    def reserve(
+        self,
+        kind: UpdateKind,
+        chat_id: int,
+        recipients: Iterable[int],
+        exclude_session_id: str = "",
+    ) -> PendingUpdate:
+        pending = PendingUpdate(kind, chat_id, tuple(recipients), exclude_session_id)
+        self._pending.append(pending)
+        return pending
+
+    async def allocate(self, tx: Executor) -> None:
+        """Give every recipient of every reserved update its next pts, in reserve order."""
+        counts: dict[int, int] = {}
+        for pending in self._pending:
+            for user_id in pending.recipients:
+                counts[user_id] = counts.get(user_id, 0) + 1
+        last = await bump_pts(tx, counts)
+        next_pts = {user_id: last[user_id] - n + 1 for user_id, n in counts.items()}
+        for pending in self._pending:
+            for user_id in pending.recipients:
+                pending.pts[user_id] = next_pts[user_id]
+                next_pts[user_id] += 1
+
+    async def write(self, tx: Executor) -> None:
+        """Insert the update rows and the transaction's outbox row."""
+        rows: list[tuple[object, ...]] = []
+        envelope = delivery_pb2.DeliveryBatch(request_id=self.request_id)
+        for pending in self._pending:
+            if pending.shared is None or not pending.recipients:
+                continue
+            shared = updates_pb2.Update()
+            shared.CopyFrom(pending.shared)
+            shared.pts_count, shared.date_ms = 1, self.date_ms
+            shared_bytes = shared.SerializeToString()
+            item = envelope.items.add(exclude_session_id=pending.exclude_session_id)
+            item.update.CopyFrom(shared)
+            for user_id in pending.recipients:
+                patch = updates_pb2.Update()
+                if user_id in pending.patches:
+                    patch.CopyFrom(pending.patches[user_id])
+                patch.pts = pending.pts[user_id]
+                item.recipients.add(user_id=user_id, patch=patch)
+                payload = shared_bytes + patch.SerializeToString()
+                rows.append(
+                    (user_id, patch.pts, int(pending.kind), pending.chat_id, payload, self.date_ms)
+                )
+        if not rows:
+            return
+        await tx.executemany(_INSERT_UPDATE, rows)
+        await tx.execute(
+            "INSERT INTO outbox (payload, created_at_ms) VALUES ($1, $2)",
+            envelope.SerializeToString(),
+            self.date_ms,
+        )
+
+
+async def bump_pts(tx: Executor, counts: Mapping[int, int]) -> dict[int, int]:
+    """Add ``counts[user]`` to each user's pts counter (creating it at 0); return the new
+    values. One upsert per 500 users, in ascending user id (the lock order)."""
+    users = sorted(counts)
+    last: dict[int, int] = {}
+    for start in range(0, len(users), _PTS_CHUNK):
+        chunk = users[start : start + _PTS_CHUNK]
+        values = ", ".join(f"(${2 * i + 1}, ${2 * i + 2})" for i in range(len(chunk)))
+        args: list[int] = []
+        for user_id in chunk:
+            args += [user_id, counts[user_id]]
+        rows = await tx.fetch(
+            f"INSERT INTO user_pts (user_id, pts) VALUES {values} "
+            "ON CONFLICT (user_id) DO UPDATE SET pts = user_pts.pts + excluded.pts "
+            "RETURNING user_id, pts",
+            *args,
+        )
+        last.update({int(r["user_id"]): int(r["pts"]) for r in rows})
+    return last

@@ -1,0 +1,67 @@
+"""This pod's delivery consumer: DeliveryBatch messages from its own queue -> local sockets.
+
+The chat and presence services publish one batch per pod (routing key = pod id). For an
+update, the frame is built once and each recipient's small patch (pts, unread counts) is
+appended to it: protobuf merges a repeated embedded field, so ``shared + patch`` decodes as
+the recipient's own frame without re-encoding the message body per recipient.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from google.protobuf.message import DecodeError
+from minitg.chat.v1 import delivery_pb2
+from minitg.gateway.v1 import frames_pb2
+
+from gateway.ws_hub import Hub
+from svckit import metrics
+from svckit.logs import bind_request_id
+from svckit.ports import Delivery
+
+log = logging.getLogger("minitg.gateway.delivery")
+
+
+def queue_name(pod_id: str) -> str:
+    """The durable queue of one gateway pod."""
+    return f"minitg.gateway.{pod_id}"
+
+
+class DeliveryConsumer:
+    """Pushes the events of delivery batches to the recipients' local connections."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def handle(self, delivery: Delivery) -> None:
+        batch = delivery_pb2.DeliveryBatch()
+        try:
+            batch.ParseFromString(delivery.body)
+        except DecodeError:
+            metrics.DELIVERY_CONSUMED.labels("malformed").inc()
+            log.error("dropping a malformed delivery batch")
+            return
+        bind_request_id(batch.request_id or delivery.headers.get("x-request-id"))
+        for item in batch.items:
+            self._deliver(item)
+        metrics.DELIVERY_CONSUMED.labels("ok").inc()
+
+    def _deliver(self, item: delivery_pb2.DeliveryItem) -> None:
+        kind = item.WhichOneof("event")
+        if kind is None:
+            return  # a newer event type this gateway does not know
+        shared = frames_pb2.ServerFrame(**{kind: getattr(item, kind)}).SerializeToString()
+        date_ms = item.update.date_ms if kind == "update" else 0
+        for recipient in item.recipients:
+            frame = shared
+            if kind == "update":
+                patch = frames_pb2.ServerFrame(update=recipient.patch).SerializeToString()
+                frame = shared + patch
+            for conn in self._hub.of_user(recipient.user_id):
+                if conn.session_id == item.exclude_session_id:
+                    continue
+                conn.push(frame, kind)
+                metrics.DELIVERY_PUSHED.inc()
+                if date_ms:
+                    metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - date_ms / 1000))

@@ -1,0 +1,194 @@
+"""Client requests on the WebSocket: each ClientFrame becomes one service call.
+
+A request runs in its own task so the socket keeps reading; replies carry the request id
+and may come back out of order, except that one connection's SendMessage frames are
+committed in the order received (the connection's send lock). Service failures become
+Error frames with the service's reason; the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from minitg.gateway.v1 import frames_pb2
+
+from gateway.clients import ServiceClients
+from gateway.ws_hub import Connection
+from svckit import metrics
+from svckit.authn import Authenticator
+from svckit.errors import DomainError, ErrorDetails, PermissionDenied, details_from_rpc_error
+from svckit.logs import bind_request_id
+
+log = logging.getLogger("minitg.gateway.ws")
+
+# Requests that may be sent with request_id 0 (fire and forget).
+NO_REPLY_OK = frozenset({"ack_updates", "set_typing"})
+
+
+def error_frame(request_id: int, details: ErrorDetails) -> bytes:
+    retry_ms = details.metadata.get("retry_after_ms", "0")
+    return frames_pb2.ServerFrame(
+        error=frames_pb2.Error(
+            request_id=request_id,
+            reason=details.reason,
+            message=details.message
+            if details.code != grpc.StatusCode.INTERNAL
+            else "internal error",
+            retry_after_ms=int(retry_ms) if retry_ms.isdigit() else 0,
+            retryable=details.retryable or details.reason == "RATE_LIMITED",
+            metadata=dict(details.metadata),
+        )
+    ).SerializeToString()
+
+
+def invalid(request_id: int, field: str, message: str) -> bytes:
+    details = ErrorDetails(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", message, {"field": field}
+    )
+    return error_frame(request_id, details)
+
+
+class Dispatcher:
+    """Turns client frames into service calls and their replies into server frames."""
+
+    def __init__(
+        self, clients: ServiceClients, authenticator: Authenticator, max_in_flight: int
+    ) -> None:
+        self._clients, self._authn, self._max_in_flight = clients, authenticator, max_in_flight
+        self._handlers: dict[str, Callable[[Connection, Any], Awaitable[frames_pb2.Result]]] = {
+            "send_message": self._send_message,
+            "ack_updates": self._ack_updates,
+            "set_typing": self._set_typing,
+            "read_history": self._read_history,
+            "get_state": self._get_state,
+            "get_history": self._get_history,
+            "edit_message": self._edit_message,
+            "delete_messages": self._delete_messages,
+            "renew_token": self._renew_token,
+        }
+
+    def accept(
+        self, conn: Connection, frame: frames_pb2.ClientFrame, pending: set[int]
+    ) -> Awaitable[None] | None:
+        """Validate a decoded frame; return the work to run for it, or None when answered."""
+        kind = frame.WhichOneof("payload")
+        metrics.WS_FRAMES.labels("in", kind or "unknown").inc()
+        rid = frame.request_id
+        if kind is None:
+            conn.push(_unknown_frame(rid), "error")
+            return None
+        if kind == "ping":
+            pong = frames_pb2.Pong(request_id=rid, server_time_ms=int(time.time() * 1000))
+            conn.push(frames_pb2.ServerFrame(pong=pong).SerializeToString(), "pong")
+            return None
+        if rid == 0 and kind not in NO_REPLY_OK:
+            conn.push(invalid(0, "request_id", f"{kind} needs a non-zero request_id"), "error")
+            return None
+        if rid and rid in pending:
+            conn.push(
+                invalid(rid, "request_id", "this request_id is already awaiting a reply"), "error"
+            )
+            return None
+        if len(pending) >= self._max_in_flight:
+            details = ErrorDetails(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED",
+                "too many requests in flight on this connection", {"retry_after_ms": "100"},
+            )  # fmt: skip
+            conn.push(error_frame(rid, details), "error")
+            return None
+        if kind == "get_difference":
+            return self._get_difference(conn, frame.get_difference, rid)
+        return self._run(conn, kind, getattr(frame, kind), rid)
+
+    async def _run(self, conn: Connection, kind: str, request: Any, rid: int) -> None:
+        bind_request_id(None)
+        try:
+            result = await self._handlers[kind](conn, request)
+        except Exception as exc:
+            if rid:
+                conn.push(error_frame(rid, _details_of(exc)), "error")
+            return
+        if rid:
+            result.request_id = rid
+            conn.push(frames_pb2.ServerFrame(result=result).SerializeToString(), "result")
+
+    def _md(self, conn: Connection) -> tuple[tuple[str, str], ...]:
+        return conn.principal.metadata()
+
+    async def _send_message(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        async with conn.send_lock:
+            reply = await self._clients.chat.SendMessage(request, metadata=self._md(conn))
+        return frames_pb2.Result(send_message=reply)
+
+    async def _ack_updates(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        request.session_id = ""  # the service takes the device from the token
+        reply = await self._clients.presence.AckUpdates(request, metadata=self._md(conn))
+        return frames_pb2.Result(ack_updates=reply)
+
+    async def _set_typing(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        reply = await self._clients.presence.SetTyping(request, metadata=self._md(conn))
+        return frames_pb2.Result(set_typing=reply)
+
+    async def _read_history(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        reply = await self._clients.chat.ReadHistory(request, metadata=self._md(conn))
+        return frames_pb2.Result(read_history=reply)
+
+    async def _get_state(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        reply = await self._clients.chat.GetState(request, metadata=self._md(conn))
+        return frames_pb2.Result(get_state=reply)
+
+    async def _get_history(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        reply = await self._clients.chat.GetHistory(request, metadata=self._md(conn))
+        return frames_pb2.Result(get_history=reply)
+
+    async def _edit_message(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        reply = await self._clients.chat.EditMessage(request, metadata=self._md(conn))
+        return frames_pb2.Result(edit_message=reply)
+
+    async def _delete_messages(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        reply = await self._clients.chat.DeleteMessages(request, metadata=self._md(conn))
+        return frames_pb2.Result(delete_messages=reply)
+
+    async def _renew_token(self, conn: Connection, request: Any) -> frames_pb2.Result:
+        fresh = await self._authn.authenticate(request.access_token)
+        if (fresh.user_id, fresh.session_id) != (conn.user_id, conn.session_id):
+            raise PermissionDenied("the new token belongs to another session")
+        conn.principal = fresh
+        conn.token_exp = float(fresh.expires_at)
+        return frames_pb2.Result(
+            renew_token=frames_pb2.RenewTokenResult(token_expires_at_ms=fresh.expires_at * 1000)
+        )
+
+    async def _get_difference(self, conn: Connection, request: Any, rid: int) -> None:
+        """One Result per chunk of the server stream, in order."""
+        bind_request_id(None)
+        try:
+            call = self._clients.chat.GetDifference(request, metadata=self._md(conn))
+            async for chunk in call:
+                result = frames_pb2.Result(request_id=rid, get_difference=chunk)
+                conn.push(frames_pb2.ServerFrame(result=result).SerializeToString(), "result")
+        except Exception as exc:
+            conn.push(error_frame(rid, _details_of(exc)), "error")
+
+
+def _unknown_frame(rid: int) -> bytes:
+    details = ErrorDetails(
+        grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_FRAME", "this server does not know that request"
+    )
+    return error_frame(rid, details)
+
+
+def _details_of(exc: BaseException) -> ErrorDetails:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return details_from_rpc_error(exc)
+    if isinstance(exc, DomainError):
+        return ErrorDetails(exc.code, exc.reason, exc.message, exc.metadata)
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
+    log.exception("unexpected error handling a WebSocket request", exc_info=exc)
+    return ErrorDetails(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")

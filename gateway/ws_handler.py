@@ -1,0 +1,152 @@
+"""``GET /v1/ws``: authenticate the upgrade, then run one client's socket.
+
+Authentication happens on the HTTP upgrade (``Authorization: Bearer``, or the
+``access_token`` query parameter for browsers, which cannot set headers on a WebSocket),
+so a bad token is a plain 401 JSON error and never an open socket. Browsers also send
+``Origin``, which must be in MINITG_ALLOWED_ORIGINS; native clients send none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from google.protobuf.message import DecodeError
+from minitg.gateway.v1 import frames_pb2
+
+from gateway.deps import DEPS
+from gateway.ws_dispatch import Dispatcher
+from gateway.ws_hello import hello_frame
+from gateway.ws_hub import CloseCode, Connection, Hub
+from svckit.config import MessagingConfig
+from svckit.errors import PermissionDenied, Unauthenticated, Unavailable
+
+log = logging.getLogger("minitg.gateway.ws")
+
+# Per-connection flood limit: sustained frames per second, and the burst allowed above it.
+FRAMES_PER_SECOND = 200.0
+FRAME_BURST = 400.0
+
+
+@dataclass
+class WsRuntime:
+    """The WebSocket machinery of one gateway pod."""
+
+    hub: Hub
+    dispatcher: Dispatcher
+
+
+WS = web.AppKey("ws", WsRuntime)
+
+
+def _token_of(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("use Authorization: Bearer <token>", reason="TOKEN_INVALID")
+        return token.strip()
+    token = request.query.get("access_token", "")
+    if not token:
+        raise Unauthenticated("an access token is required", reason="TOKEN_MISSING")
+    return token
+
+
+def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
+    origin = request.headers.get("Origin")
+    if origin is None or "*" in allowed or origin.rstrip("/") in allowed:
+        return
+    raise PermissionDenied(f"origin {origin!r} may not open a WebSocket here")
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    deps, runtime = request.app[DEPS], request.app[WS]
+    if deps.draining:
+        raise Unavailable("this gateway is shutting down; reconnect to another")
+    principal = await deps.authn.authenticator.authenticate(_token_of(request))
+    _check_origin(request, deps.cfg.messaging.allowed_origins)
+    limits = deps.limiter.limits
+    await deps.limiter.hit("ws-upgrade", str(principal.user_id), limits.ws_upgrade_per_user)
+    ws = web.WebSocketResponse(
+        heartbeat=deps.cfg.messaging.heartbeat_seconds,
+        max_msg_size=deps.cfg.messaging.max_frame_bytes,
+        compress=False,
+    )
+    await ws.prepare(request)
+    conn = Connection(ws, principal, float(principal.expires_at))
+    await runtime.hub.attach(conn)  # registered before the state read: no missed window
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        await _hello(conn, deps.clients.chat, deps.cfg.messaging)
+        conn.start_writer()
+        await _read_loop(conn, runtime.dispatcher, tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if conn.closing:  # closed from another task: let its close handshake finish first
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(conn.closed_done.wait(), 5)
+        await runtime.hub.detach(conn)
+        await conn.stop_writer()
+    return ws
+
+
+async def _hello(conn: Connection, chat: Any, cfg: MessagingConfig) -> None:
+    await conn.ws.send_bytes(await hello_frame(conn, chat, cfg))
+
+
+async def _read_loop(
+    conn: Connection, dispatcher: Dispatcher, tasks: set[asyncio.Task[None]]
+) -> None:
+    allowance, stamp = FRAME_BURST, time.monotonic()
+    pending: set[int] = set()
+    async for msg in conn.ws:
+        now = time.monotonic()
+        conn.last_seen = now
+        allowance = min(FRAME_BURST, allowance + (now - stamp) * FRAMES_PER_SECOND)
+        stamp = now
+        if allowance < 1:
+            await conn.close(CloseCode.CLOSE_CODE_RATE_LIMITED, "too many frames", 5000)
+            return
+        allowance -= 1
+        if msg.type == WSMsgType.TEXT:
+            await conn.close(CloseCode.CLOSE_CODE_UNSUPPORTED_DATA, "binary frames only")
+            return
+        if msg.type != WSMsgType.BINARY:
+            return  # ERROR (e.g. too large: aiohttp closes with 1009) or CLOSE
+        frame = frames_pb2.ClientFrame()
+        try:
+            frame.ParseFromString(msg.data)
+        except DecodeError:
+            await conn.close(CloseCode.CLOSE_CODE_MALFORMED_FRAME, "not a ClientFrame")
+            return
+        work = dispatcher.accept(conn, frame, pending)
+        if work is not None:
+            _track(work, frame.request_id, pending, tasks)
+
+
+def _track(
+    work: Awaitable[None], rid: int, pending: set[int], tasks: set[asyncio.Task[None]]
+) -> None:
+    if rid:
+        pending.add(rid)
+
+    async def run() -> None:
+        try:
+            await work
+        finally:
+            pending.discard(rid)
+
+    task = asyncio.create_task(run())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/ws", websocket)

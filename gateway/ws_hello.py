@@ -1,0 +1,34 @@
+"""The Hello frame: the first thing a new connection receives."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+from minitg.chat.v1 import chat_service_pb2
+from minitg.gateway.v1 import frames_pb2
+
+from gateway.ws_hub import Connection
+from svckit.config import MessagingConfig
+
+
+async def hello_frame(conn: Connection, chat: Any, cfg: MessagingConfig) -> bytes:
+    """Session, limits and the user's current update-log state (when the chat service has it)."""
+    hello = frames_pb2.Hello(
+        session_id=conn.session_id,
+        user_id=conn.user_id,
+        server_time_ms=int(time.time() * 1000),
+        heartbeat_interval_ms=int(cfg.heartbeat_seconds * 1000),
+        max_frame_bytes=cfg.max_frame_bytes,
+        max_in_flight_requests=cfg.max_in_flight_per_connection,
+        token_expires_at_ms=int(conn.token_exp * 1000),
+    )
+    try:
+        reply = await chat.GetState(
+            chat_service_pb2.GetStateRequest(), metadata=conn.principal.metadata()
+        )
+        hello.state.CopyFrom(reply.state)
+    except grpc.aio.AioRpcError:
+        hello.ClearField("state")  # the client asks with GetState itself
+    return frames_pb2.ServerFrame(hello=hello).SerializeToString()

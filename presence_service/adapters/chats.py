@@ -1,0 +1,106 @@
+"""Who shares chats with whom: the chat service, seen through a small port.
+
+Presence owns no membership data (each service owns its tables); it asks the chat service
+over gRPC. ``ListPeers`` uses the internal service credential; ``GetChat`` forwards the
+acting user's token, so the chat service itself decides membership and answers
+CHAT_NOT_FOUND to a non-member, which passes through to our caller unchanged.
+
+Chats are cached for ``cache_seconds`` (``MINITG_MEMBER_CACHE_SECONDS``): a cached chat
+is used only when the caller is among its members; otherwise the chat service is asked.
+So a member who left may still see typing or receipts of that chat for up to that long;
+a new member is asked about right away.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from grpc import aio
+from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
+
+from svckit.authn import Principal, service_metadata
+from svckit.errors import DomainError, details_from_rpc_error
+
+
+@dataclass(frozen=True, slots=True)
+class ChatInfo:
+    """What presence needs to know about a chat."""
+
+    chat_id: int
+    direct: bool
+    member_ids: tuple[int, ...]
+
+
+class ChatDirectory(Protocol):
+    """Membership questions presence asks the chat service."""
+
+    async def list_peers(self, user_id: int) -> list[int]:
+        """Every user who shares at least one chat with ``user_id`` (never the user)."""
+        ...
+
+    async def chat(self, chat_id: int, caller: Principal) -> ChatInfo:
+        """The chat as ``caller`` sees it; DomainError CHAT_NOT_FOUND for a non-member."""
+        ...
+
+
+def _passed_through(error: aio.AioRpcError) -> DomainError:
+    """The chat service's status as our own (same code, reason and metadata)."""
+    details = details_from_rpc_error(error)
+    passed = DomainError(details.message, reason=details.reason, metadata=details.metadata)
+    passed.code = details.code
+    return passed
+
+
+class GrpcChatDirectory:
+    """``ChatDirectory`` over a channel to the chat service, with a small chat cache."""
+
+    def __init__(
+        self,
+        channel: aio.Channel,
+        internal_token: str,
+        *,
+        cache_seconds: float,
+        capacity: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stub = chat_service_pb2_grpc.ChatServiceStub(channel)
+        self._service_md = service_metadata(internal_token)
+        self._cache_seconds, self._capacity, self._clock = cache_seconds, capacity, clock
+        self._cache: OrderedDict[int, tuple[ChatInfo, float]] = OrderedDict()
+
+    async def list_peers(self, user_id: int) -> list[int]:
+        try:
+            reply = await self._stub.ListPeers(
+                chat_service_pb2.ListPeersRequest(user_id=user_id), metadata=self._service_md
+            )
+        except aio.AioRpcError as exc:
+            raise _passed_through(exc) from None
+        return [u for u in reply.user_ids if u != user_id]
+
+    async def chat(self, chat_id: int, caller: Principal) -> ChatInfo:
+        now = self._clock()
+        cached = self._cache.get(chat_id)
+        if cached is not None and cached[1] > now and caller.user_id in cached[0].member_ids:
+            return cached[0]
+        try:
+            reply = await self._stub.GetChat(
+                chat_service_pb2.GetChatRequest(chat_id=chat_id), metadata=caller.metadata()
+            )
+        except aio.AioRpcError as exc:
+            self._cache.pop(chat_id, None)
+            raise _passed_through(exc) from None
+        info = ChatInfo(
+            chat_id=chat_id,
+            direct=reply.chat.kind == chat_pb2.CHAT_KIND_DIRECT,
+            member_ids=tuple(m.user_id for m in reply.chat.members),
+        )
+        if self._cache_seconds > 0:
+            self._cache[chat_id] = (info, now + self._cache_seconds)
+            self._cache.move_to_end(chat_id)
+            while len(self._cache) > self._capacity:
+                self._cache.popitem(last=False)
+        return info

@@ -1,0 +1,234 @@
+"""The WebSocket protocol's edges: authentication, bad input, floods, session lifecycle.
+
+Every case is tried against a live in-process system, and afterwards the gateway still
+serves a fresh connection: bad input never takes anything else down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from minitg.chat.v1 import chat_pb2, chat_service_pb2
+from minitg.gateway.v1 import frames_pb2
+
+from tests.api.ws_support import accounts, clients, next_frame, raw_socket, server_frames
+from tests.harness import System, running_system
+from tgclient import RestClient
+
+ENV = {
+    "MINITG_SESSION_CHECK_TTL_SECONDS": "0",
+    "MINITG_MAX_FRAME_BYTES": "4096",
+    "MINITG_ALLOWED_ORIGINS": "https://app.example.org",
+}
+
+
+@pytest.fixture
+async def system(shape: str, tmp_path: Path) -> AsyncIterator[System]:
+    async with running_system(shape, tmp_path, env=ENV) as running:
+        yield running
+
+
+async def _still_serves(system: System, token: str) -> None:
+    async with raw_socket(system, token) as ws:
+        assert (await next_frame(ws, "hello")).session_id
+        ping = frames_pb2.ClientFrame(request_id=9, ping=frames_pb2.Ping())
+        await ws.send_bytes(ping.SerializeToString())
+        assert 9 == (await next_frame(ws, "pong")).request_id
+
+
+async def test_hello_first(system: System) -> None:
+    """The first frame is Hello with the session, user, limits and state."""
+    async with RestClient(system.http_url) as rest:
+        (ann,) = await accounts(rest, "ann")
+    async with raw_socket(system, ann.access_token) as ws:
+        msg = await ws.receive(5)
+        frame = frames_pb2.ServerFrame.FromString(msg.data)
+        assert "hello" == frame.WhichOneof("payload")
+        hello = frame.hello
+        assert (ann.session_id, ann.user_id) == (hello.session_id, hello.user_id)
+        assert (4096, 30_000) == (hello.max_frame_bytes, hello.heartbeat_interval_ms)
+        assert hello.token_expires_at_ms > hello.server_time_ms
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "status", "code"),
+    [
+        ({}, "", 401, "TOKEN_MISSING"),
+        ({"Authorization": "Bearer not-a-jwt"}, "", 401, "TOKEN_INVALID"),
+        ({"Authorization": "Basic eDp5"}, "", 401, "TOKEN_INVALID"),
+        ({}, "?access_token=garbage", 401, "TOKEN_INVALID"),
+    ],
+)
+async def test_upgrade_refused_without_valid_token(
+    system: System, headers: dict[str, str], query: str, status: int, code: str
+) -> None:
+    """A bad or missing token is an HTTP JSON error before any socket opens."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{system.http_url}/v1/ws{query}", headers=headers | _upgrade_headers()) as resp,
+    ):
+        body = await resp.json()
+        assert (status, code) == (resp.status, body["error"]["code"])
+
+
+def _upgrade_headers() -> dict[str, str]:
+    return {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+
+
+async def test_browser_token_in_query_and_origin_allowlist(system: System) -> None:
+    """Browsers use ?access_token=; an unlisted Origin is 403, a listed one connects."""
+    async with RestClient(system.http_url) as rest:
+        (ann,) = await accounts(rest, "ann")
+    query = f"?access_token={ann.access_token}"
+    async with aiohttp.ClientSession() as http:
+        evil = {"Origin": "https://evil.example.com"} | _upgrade_headers()
+        async with http.get(f"{system.http_url}/v1/ws{query}", headers=evil) as resp:
+            assert (403, "PERMISSION_DENIED") == (resp.status, (await resp.json())["error"]["code"])
+        url = system.http_url.replace("http", "ws") + "/v1/ws" + query
+        async with http.ws_connect(url, headers={"Origin": "https://app.example.org"}) as ws:
+            assert (await next_frame(ws, "hello")).user_id == ann.user_id
+
+
+@pytest.mark.parametrize(
+    ("send", "code"),
+    [
+        ("text", 1003),
+        ("garbage", 1007),
+        ("too large", 1009),
+    ],
+)
+async def test_bad_frames_close_with_documented_codes(system: System, send: str, code: int) -> None:
+    """Text frames (1003), undecodable frames (1007), oversized frames (1009) end the socket."""
+    async with RestClient(system.http_url) as rest:
+        (ann,) = await accounts(rest, "ann")
+    async with raw_socket(system, ann.access_token) as ws:
+        await next_frame(ws, "hello")
+        if send == "text":
+            await ws.send_str("hello?")
+        elif send == "garbage":
+            await ws.send_bytes(b"\xff\xff\xff\xff\xff")
+        else:
+            await ws.send_bytes(b"\x00" * 5000)
+        _, closed_with = await server_frames(ws)
+        assert code == closed_with
+    await _still_serves(system, ann.access_token)
+
+
+async def test_request_errors_keep_the_socket_open(system: System) -> None:
+    """Unknown payloads, missing or duplicate request ids and service errors are Error frames."""
+    async with RestClient(system.http_url) as rest:
+        (ann,) = await accounts(rest, "ann")
+    async with raw_socket(system, ann.access_token) as ws:
+        await next_frame(ws, "hello")
+        await ws.send_bytes(frames_pb2.ClientFrame(request_id=5).SerializeToString())
+        assert ("UNKNOWN_FRAME", 5) == _reason(await next_frame(ws, "error"))
+        send = chat_service_pb2.SendMessageRequest(
+            chat_id=1, client_msg_id="m1", body=chat_pb2.MessageBody(text="x")
+        )
+        await ws.send_bytes(
+            frames_pb2.ClientFrame(request_id=0, send_message=send).SerializeToString()
+        )
+        error = await next_frame(ws, "error")
+        assert ("INVALID_FIELD", "request_id") == (error.reason, error.metadata["field"])
+        nowhere = frames_pb2.ClientFrame(request_id=7, send_message=send)
+        await ws.send_bytes(nowhere.SerializeToString())
+        assert ("CHAT_NOT_FOUND", 7) == _reason(await next_frame(ws, "error"))
+        ping = frames_pb2.ClientFrame(request_id=8, ping=frames_pb2.Ping())
+        await ws.send_bytes(ping.SerializeToString())
+        assert 8 == (await next_frame(ws, "pong")).request_id
+
+
+def _reason(error: frames_pb2.Error) -> tuple[str, int]:
+    return error.reason, error.request_id
+
+
+async def test_flood_is_closed_with_4008(system: System) -> None:
+    """A client sending frames far above the allowed rate is disconnected with 4008."""
+    async with RestClient(system.http_url) as rest:
+        (ann,) = await accounts(rest, "ann")
+    async with raw_socket(system, ann.access_token) as ws:
+        await next_frame(ws, "hello")
+        ping = frames_pb2.ClientFrame(request_id=0, ping=frames_pb2.Ping()).SerializeToString()
+        for _ in range(2000):
+            if ws.closed:
+                break
+            await ws.send_bytes(ping)
+        frames, closed_with = await server_frames(ws)
+        assert 4008 == closed_with
+        goodbyes = [f.goodbye for f in frames if f.WhichOneof("payload") == "goodbye"]
+        assert ["RATE_LIMITED"] == [g.reason for g in goodbyes]
+    await _still_serves(system, ann.access_token)
+
+
+async def test_second_connection_of_a_session_replaces_the_first(system: System) -> None:
+    """A new socket with the same session closes the older one with 4002."""
+    async with RestClient(system.http_url) as rest:
+        (ann,) = await accounts(rest, "ann")
+    async with raw_socket(system, ann.access_token) as old:
+        await next_frame(old, "hello")
+        async with raw_socket(system, ann.access_token) as new:
+            await next_frame(new, "hello")
+            _, closed_with = await server_frames(old)
+            assert 4002 == closed_with
+            assert not new.closed
+
+
+async def test_logout_closes_the_sessions_socket(system: System) -> None:
+    """Logging out closes that session's socket with 4001; other sessions stay."""
+    async with RestClient(system.http_url) as rest:
+        (ann,) = await accounts(rest, "ann")
+        other = await rest.login(ann.email, "password123", "tablet")
+        async with (
+            raw_socket(system, ann.access_token) as ws,
+            raw_socket(system, other.access_token) as keep,
+        ):
+            await next_frame(ws, "hello")
+            await next_frame(keep, "hello")
+            await rest.call("POST", "/v1/auth/logout", token=ann.access_token)
+            _, closed_with = await server_frames(ws)
+            assert 4001 == closed_with
+            assert not keep.closed
+
+
+async def test_upgrades_are_rate_limited_per_user(
+    system: System, shape: str, tmp_path: Path
+) -> None:
+    """Past MINITG_RATE_WS_UPGRADE the upgrade is 429 with Retry-After."""
+    async with running_system(
+        shape, tmp_path / "rl", env=ENV | {"MINITG_RATE_WS_UPGRADE": "2/60"}
+    ) as sys2:
+        async with RestClient(sys2.http_url) as rest:
+            (ann,) = await accounts(rest, "ann")
+        for _ in range(2):
+            async with raw_socket(sys2, ann.access_token) as ws:
+                await next_frame(ws, "hello")
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {ann.access_token}"} | _upgrade_headers()
+            async with http.get(f"{sys2.http_url}/v1/ws", headers=headers) as resp:
+                assert (429, "RATE_LIMITED") == (resp.status, (await resp.json())["error"]["code"])
+                assert int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_direct_message_round_trip(system: System) -> None:
+    """A sends, gets its ack after commit; B gets the update once with its own pts."""
+    async with RestClient(system.http_url) as rest:
+        ann, bob = await accounts(rest, "ann", "bob")
+        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+    async with clients(system, ann, bob) as (a, b):
+        ack = await a.send_text(chat["id"], "hello bob")
+        assert (1, 1) == (ack.seq, ack.pts_count)
+        update = await b.next_update()
+        assert "hello bob" == update.new_message.message.body.text
+        assert (ack.message_id, 1) == (
+            update.new_message.message.id,
+            update.new_message.unread_count,
+        )
+        assert update.pts == b.pts

@@ -1,0 +1,112 @@
+"""The chat service's stores and outbox relay on every storage and bus adapter.
+
+These run the real SQL (PostgreSQL and SQLite) and a real bus (RabbitMQ and memory) with
+no gRPC around them, which is how a crash between commit and publish is simulated: the
+send commits while no relay runs, and a relay started afterwards still delivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from minitg.chat.v1 import delivery_pb2
+
+from chat_service.adapters.membership import Actor, MembershipStore
+from chat_service.adapters.messages import MessageStore
+from chat_service.adapters.outbox import OutboxRelay
+from chat_service.adapters.reads import ReadStore
+from chat_service.domain.model import Body, BodyKind, ReadRequest, SendItem, SendResult
+from svckit.backends import EmbeddedBackends
+from svckit.migrations import Migrator
+from svckit.ports import Database
+from svckit.registry import ConnectionRegistry
+
+from .conftest import BusFactory, Collector, DatabaseFactory
+
+ALICE, BOB = 101, 202
+
+
+async def migrated(databases: DatabaseFactory) -> Database:
+    db = await databases.open()
+    await Migrator(db, "chat_service").up()
+    return db
+
+
+def actor(user_id: int, now_ms: int = 1_000) -> Actor:
+    return Actor(user_id, f"session-{user_id}", now_ms, "rid-1")
+
+
+def item(chat_id: int, cmid: str, text: str) -> SendItem:
+    return SendItem(chat_id, cmid, Body(BodyKind.TEXT, text=text))
+
+
+async def unpublished(db: Database) -> int:
+    return int(await db.fetchval("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL"))
+
+
+async def test_committed_send_is_delivered_by_a_later_relay(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """A send committed with no relay running (a crash before publish) is delivered later."""
+    db = await migrated(databases)
+    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    [sent] = await MessageStore(db).send(
+        ALICE, "session-101", [item(chat_id, "c1", "hi")], 2_000, "rid-2"
+    )
+    assert isinstance(sent, SendResult)
+    assert 2 == await unpublished(db)  # NewChat and NewMessage, still waiting
+
+    bus, queue, collector = await buses.open(), buses.queue(), Collector()
+    await bus.subscribe(queue, queue, collector)
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60)
+    await registry.add(BOB, queue)
+    relay = OutboxRelay(db, bus, registry, poll_seconds=60)
+    assert 2 == await relay.publish_pending()  # the new process's first round
+    deliveries = await collector.wait_for(1)
+    items = [i for d in deliveries for i in delivery_pb2.DeliveryBatch.FromString(d.body).items]
+    assert ["new_chat", "new_message"] == [i.update.WhichOneof("update") for i in items]
+    assert [[BOB], [BOB]] == [[r.user_id for r in i.recipients] for i in items]
+    assert "rid-1" == deliveries[0].headers.get("x-request-id")
+
+
+async def test_relay_skips_gone_pods_and_marks_rows(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """Rows whose only pod is gone (Unroutable) are marked published, not retried forever."""
+    db = await migrated(databases)
+    await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    bus = await buses.open()
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60)
+    await registry.add(BOB, buses.queue())  # registered, but no queue is bound to it
+    relay = OutboxRelay(db, bus, registry, poll_seconds=60)
+    assert 1 == await relay.publish_pending()
+    assert 0 == await unpublished(db)
+
+
+async def test_sends_to_one_chat_allocate_gapless_seqs_concurrently(
+    databases: DatabaseFactory,
+) -> None:
+    """Concurrent send transactions on one chat get seqs 1..n and pts 1..n per member."""
+    db = await migrated(databases)
+    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    store = MessageStore(db)
+    outcomes = await asyncio.gather(
+        *(store.send(ALICE, "s", [item(chat_id, f"c{i}", f"m{i}")], 3_000, "") for i in range(20))
+    )
+    results = [o for [o] in outcomes if isinstance(o, SendResult)]
+    assert list(range(1, 21)) == sorted(r.seq for r in results)
+    assert list(range(2, 22)) == sorted(r.pts for r in results)  # pts 1 was NewChat
+    bob_pts = await db.fetch("SELECT pts FROM updates WHERE user_id = $1 ORDER BY pts", BOB)
+    assert list(range(1, 22)) == [r["pts"] for r in bob_pts]
+
+
+async def test_read_recounts_unread_and_reports_outbox(databases: DatabaseFactory) -> None:
+    """A read recounts the reader's unread messages and logs ReadOutbox for the sender."""
+    db = await migrated(databases)
+    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    items = [item(chat_id, f"c{i}", f"m{i}") for i in range(3)]
+    await MessageStore(db).send(ALICE, "s", items, 3_000, "")
+    [result] = await ReadStore(db).read([ReadRequest(BOB, "sb", chat_id, 2)], 4_000, "")
+    assert (1, 1) == (getattr(result, "unread_count", None), getattr(result, "pts_count", None))
+    kinds = await db.fetch("SELECT kind FROM updates WHERE user_id = $1 ORDER BY pts", ALICE)
+    assert [9, 4, 4, 4, 8] == [r["kind"] for r in kinds]

@@ -1,0 +1,363 @@
+"""The WebSocket half of the reference client: requests, updates, the pts rule, catch-up.
+
+The rules it follows are the ones docs/PROTOCOL.md gives client authors:
+
+* Requests carry a request id; each gets one Result or Error (GetDifference: one Result
+  per chunk until a chunk with a final status).
+* An update with ``pts == 0`` is applied as it comes. Otherwise it is applied only when
+  ``local_pts + pts_count == pts``; one with ``pts <= local_pts`` is a duplicate and
+  dropped; a higher one means a gap: it is held back and GetDifference fills the gap.
+* On connect with a known pts the client catches up with GetDifference; live updates that
+  arrive meanwhile are held back and merged, so nothing falls between the two.
+* Sends reuse their ``client_msg_id`` when retried, so a retry never makes a second message.
+* A reply that carries ``pts``/``pts_count`` (send, read, edit, delete) advances the local
+  pts like the update it stands for: the acting device gets no push of its own action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from typing import Any
+
+import aiohttp
+from minitg.chat.v1 import chat_pb2, chat_service_pb2, updates_pb2
+from minitg.gateway.v1 import frames_pb2
+from minitg.presence.v1 import presence_pb2, presence_service_pb2
+
+from tgclient.errors import ConnectionClosed, RequestFailed
+
+FINAL = {
+    chat_service_pb2.DIFFERENCE_STATUS_COMPLETE,
+    chat_service_pb2.DIFFERENCE_STATUS_SLICE,
+    chat_service_pb2.DIFFERENCE_STATUS_TOO_LONG,
+}
+
+
+class MinitgClient:
+    """One device's connection. ``pts`` is the device's update-log position."""
+
+    def __init__(
+        self, url: str, access_token: str, *, pts: int | None = None, ack_interval: float = 0.2
+    ) -> None:
+        self.url = url.rstrip("/") + "/v1/ws"
+        self.access_token, self.pts = access_token, pts
+        self.hello: frames_pb2.Hello | None = None
+        self.updates: asyncio.Queue[updates_pb2.Update] = asyncio.Queue()
+        self.events: asyncio.Queue[frames_pb2.ServerFrame] = asyncio.Queue()
+        self.goodbye: frames_pb2.Goodbye | None = None
+        self.close_code: int | None = None  # set when the server closed the socket
+        self.too_long = False  # the log was trimmed past our pts: refetch chats and history
+        self._ack_interval = ack_interval
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[asyncio.Future[Any], list[Any]]] = {}
+        self._held: dict[int, updates_pb2.Update] = {}
+        self._delivered: dict[int, int] = {}  # chat -> max seq received, for the next ack
+        self._acked_pts = 0
+        self._catching_up: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> MinitgClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> frames_pb2.Hello:
+        """Open the socket, read Hello, then catch up from ``pts`` when we have one."""
+        self._session = self._session or aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(
+            self.url, headers={"Authorization": f"Bearer {self.access_token}"}, max_msg_size=0
+        )
+        first = await self._ws.receive()
+        frame = _decode(first)
+        if frame is None or frame.WhichOneof("payload") != "hello":
+            raise ConnectionClosed(self._ws.close_code or 1002, "no Hello")
+        self.hello = frame.hello
+        known_pts = self.pts
+        if self.pts is None:
+            self.pts = self.hello.state.pts
+        self._tasks = [
+            asyncio.create_task(self._read_loop()),
+            asyncio.create_task(self._ack_loop()),
+        ]
+        if known_pts is not None:
+            await self.catch_up()
+        return self.hello
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._ws is not None:
+            await self._ws.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._fail_pending(ConnectionClosed(1000, "closed by client"))
+
+    async def reconnect(self) -> frames_pb2.Hello:
+        """Drop the current socket and connect again, catching up from our pts."""
+        for task in self._tasks:
+            task.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+        self._fail_pending(ConnectionClosed(1006, "reconnecting"))
+        return await self.connect()
+
+    @property
+    def closed(self) -> bool:
+        return self._ws is None or self._ws.closed
+
+    # -- requests ---------------------------------------------------------------------
+
+    async def request(self, kind: str, message: Any, *, timeout: float = 30) -> Any:
+        """Send one request frame and wait for its reply payload (list for get_difference)."""
+        if self._ws is None or self._ws.closed:
+            code = self._ws.close_code if self._ws is not None else None
+            raise ConnectionClosed(code or 1006, "not connected")
+        rid = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = (future, [])
+        frame = frames_pb2.ClientFrame(request_id=rid, **{kind: message})
+        try:
+            await self._ws.send_bytes(frame.SerializeToString())
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(rid, None)
+        self._advance(reply)
+        return reply
+
+    def _advance(self, reply: Any) -> None:
+        """A reply with pts/pts_count (send, read, edit, delete) stands for our own update:
+        the device that acted gets the Result instead of the pushed update."""
+        pts, count = getattr(reply, "pts", 0), getattr(reply, "pts_count", 0)
+        if not pts or not count:
+            return
+        if (self.pts or 0) + count == pts:
+            self.pts = pts
+            self._drain_held()
+        elif pts > (self.pts or 0) and (self._catching_up is None or self._catching_up.done()):
+            self._catching_up = asyncio.create_task(self._fill_gap())
+
+    async def send(
+        self, chat_id: int, body: chat_pb2.MessageBody, *, client_msg_id: str = "", retries: int = 3
+    ) -> chat_service_pb2.SendMessageResponse:
+        """Send a message; retried (same client_msg_id) on retryable errors and reconnects."""
+        request = chat_service_pb2.SendMessageRequest(
+            chat_id=chat_id, client_msg_id=client_msg_id or uuid.uuid4().hex, body=body
+        )
+        for attempt in range(retries + 1):
+            try:
+                reply: chat_service_pb2.SendMessageResponse = await self.request(
+                    "send_message", request
+                )
+                return reply
+            except RequestFailed as exc:
+                if not exc.retryable or attempt == retries:
+                    raise
+                await asyncio.sleep(max(exc.retry_after_ms / 1000, 0.1 * 2**attempt))
+            except (TimeoutError, ConnectionClosed, ConnectionError):
+                if attempt == retries:
+                    raise
+                await asyncio.sleep(0.1 * 2**attempt)
+                await self.reconnect()
+        raise AssertionError("unreachable")
+
+    async def send_text(self, chat_id: int, text: str, *, client_msg_id: str = "") -> Any:
+        return await self.send(
+            chat_id, chat_pb2.MessageBody(text=text), client_msg_id=client_msg_id
+        )
+
+    async def read_history(self, chat_id: int, max_seq: int) -> Any:
+        req = chat_service_pb2.ReadHistoryRequest(chat_id=chat_id, max_seq=max_seq)
+        return await self.request("read_history", req)
+
+    async def set_typing(self, chat_id: int, typing: bool = True) -> Any:
+        action = presence_pb2.TYPING_ACTION_TYPING if typing else presence_pb2.TYPING_ACTION_CANCEL
+        req = presence_service_pb2.SetTypingRequest(chat_id=chat_id, action=action)
+        return await self.request("set_typing", req)
+
+    async def get_state(self) -> Any:
+        return await self.request("get_state", chat_service_pb2.GetStateRequest())
+
+    async def get_history(self, chat_id: int, **fields: Any) -> Any:
+        req = chat_service_pb2.GetHistoryRequest(chat_id=chat_id, **fields)
+        return await self.request("get_history", req)
+
+    async def ping(self) -> Any:
+        return await self.request("ping", frames_pb2.Ping())
+
+    async def get_difference(self, pts: int, limit: int = 0) -> list[Any]:
+        req = chat_service_pb2.GetDifferenceRequest(pts=pts, limit=limit)
+        chunks: list[Any] = await self.request("get_difference", req)
+        return chunks
+
+    async def catch_up(self, limit: int = 0) -> None:
+        """GetDifference from our pts until complete; applies updates in pts order."""
+        while True:
+            chunks = await self.get_difference(self.pts or 0, limit)
+            for chunk in chunks:
+                for update in chunk.updates:
+                    self._offer(update)
+            final = chunks[-1]
+            if final.status == chat_service_pb2.DIFFERENCE_STATUS_TOO_LONG:
+                self.too_long, self.pts = True, final.state.pts
+                self._held.clear()
+                return
+            if final.status == chat_service_pb2.DIFFERENCE_STATUS_SLICE:
+                self.pts = max(self.pts or 0, final.intermediate_pts)
+                continue
+            self.pts = max(self.pts or 0, final.state.pts)
+            self._drain_held()
+            return
+
+    async def next_update(self, timeout: float = 10) -> updates_pb2.Update:
+        return await asyncio.wait_for(self.updates.get(), timeout)
+
+    async def next_event(self, timeout: float = 10) -> frames_pb2.ServerFrame:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+    # -- incoming ---------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        assert self._ws is not None
+        code = 1006
+        while True:
+            msg = await self._ws.receive()
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                code = int(msg.data)  # the server's code, even if the TCP close races ours
+                break
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                code = int(self._ws.close_code or 1006)
+                break
+            frame = _decode(msg)
+            if frame is not None:
+                self._dispatch(frame)
+        self.close_code = code
+        self._fail_pending(ConnectionClosed(code, _reason(self.goodbye)))
+
+    def _dispatch(self, frame: frames_pb2.ServerFrame) -> None:
+        kind = frame.WhichOneof("payload")
+        if kind == "result":
+            self._resolve(frame.result)
+        elif kind == "error":
+            self._reject(frame.error)
+        elif kind == "pong":
+            self._settle(frame.pong.request_id, frame.pong)
+        elif kind == "update":
+            self._offer(frame.update)
+        elif kind == "goodbye":
+            self.goodbye = frame.goodbye
+        elif kind is not None:
+            self.events.put_nowait(frame)
+
+    def _resolve(self, result: frames_pb2.Result) -> None:
+        entry = self._pending.get(result.request_id)
+        kind = result.WhichOneof("response")
+        if entry is None or kind is None:
+            return
+        payload = getattr(result, kind)
+        if kind == "get_difference":
+            entry[1].append(payload)
+            if payload.status in FINAL:
+                self._settle(result.request_id, list(entry[1]))
+            return
+        self._settle(result.request_id, payload)
+
+    def _settle(self, rid: int, value: Any) -> None:
+        entry = self._pending.get(rid)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(value)
+
+    def _reject(self, error: frames_pb2.Error) -> None:
+        entry = self._pending.get(error.request_id)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(
+                RequestFailed(
+                    error.reason,
+                    error.message,
+                    retry_after_ms=error.retry_after_ms,
+                    retryable=error.retryable,
+                    metadata=dict(error.metadata),
+                )
+            )
+
+    def _fail_pending(self, exc: Exception) -> None:
+        for future, _ in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(exc)
+
+    def _offer(self, update: updates_pb2.Update) -> None:
+        """Apply by the pts rule; hold back what comes after a gap and fetch the gap."""
+        if update.pts == 0:
+            self._apply(update)
+            return
+        local = self.pts or 0
+        if update.pts <= local:
+            return  # already have it
+        if local + update.pts_count == update.pts:
+            self.pts = update.pts
+            self._apply(update)
+            self._drain_held()
+            return
+        self._held[update.pts] = update
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.create_task(self._fill_gap())
+
+    async def _fill_gap(self) -> None:
+        with contextlib.suppress(RequestFailed, ConnectionClosed, asyncio.TimeoutError):
+            await self.catch_up()
+
+    def _drain_held(self) -> None:
+        for pts in sorted(self._held):
+            update = self._held[pts]
+            if pts <= (self.pts or 0):
+                del self._held[pts]
+            elif (self.pts or 0) + update.pts_count == pts:
+                del self._held[pts]
+                self.pts = pts
+                self._apply(update)
+            else:
+                return
+
+    def _apply(self, update: updates_pb2.Update) -> None:
+        if update.WhichOneof("update") == "new_message":
+            message = update.new_message.message
+            seen = self._delivered.get(message.chat_id, 0)
+            self._delivered[message.chat_id] = max(seen, message.seq)
+        self.updates.put_nowait(update)
+
+    async def _ack_loop(self) -> None:
+        """Acknowledge received updates (delivered receipts), fire and forget."""
+        while True:
+            await asyncio.sleep(self._ack_interval)
+            if self._ws is None or self._ws.closed or (self.pts or 0) <= self._acked_pts:
+                continue
+            chats = [
+                presence_pb2.ChatDelivery(chat_id=c, max_seq=s) for c, s in self._delivered.items()
+            ]
+            self._delivered.clear()
+            ack = presence_service_pb2.AckUpdatesRequest(max_pts=self.pts or 0, chats=chats[:100])
+            frame = frames_pb2.ClientFrame(request_id=0, ack_updates=ack)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._ws.send_bytes(frame.SerializeToString())
+                self._acked_pts = self.pts or 0
+
+
+def _decode(msg: aiohttp.WSMessage) -> frames_pb2.ServerFrame | None:
+    if msg.type != aiohttp.WSMsgType.BINARY:
+        return None
+    frame = frames_pb2.ServerFrame()
+    frame.ParseFromString(msg.data)
+    return frame
+
+
+def _reason(goodbye: frames_pb2.Goodbye | None) -> str:
+    return goodbye.reason if goodbye is not None else ""
