@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -28,6 +30,9 @@ from minitg.gateway.v1 import frames_pb2
 from minitg.presence.v1 import presence_pb2, presence_service_pb2
 
 from tgclient.errors import ConnectionClosed, RequestFailed
+
+# Close codes after which reconnecting would be wrong (see docs/PROTOCOL.md).
+NO_RECONNECT = {1000, 4001, 4002}
 
 FINAL = {
     chat_service_pb2.DIFFERENCE_STATUS_COMPLETE,
@@ -40,9 +45,19 @@ class MinitgClient:
     """One device's connection. ``pts`` is the device's update-log position."""
 
     def __init__(
-        self, url: str, access_token: str, *, pts: int | None = None, ack_interval: float = 0.2
+        self,
+        url: str | Sequence[str],
+        access_token: str,
+        *,
+        pts: int | None = None,
+        ack_interval: float = 0.2,
+        auto_reconnect: bool = False,
     ) -> None:
-        self.url = url.rstrip("/") + "/v1/ws"
+        bases = [url] if isinstance(url, str) else list(url)
+        self._urls = [base.rstrip("/") + "/v1/ws" for base in bases]
+        self._url_index = 0
+        self.auto_reconnect = auto_reconnect
+        self.reconnects = 0
         self.access_token, self.pts = access_token, pts
         self.hello: frames_pb2.Hello | None = None
         self.updates: asyncio.Queue[updates_pb2.Update] = asyncio.Queue()
@@ -60,6 +75,7 @@ class MinitgClient:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._reconnector: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> MinitgClient:
         await self.connect()
@@ -68,12 +84,33 @@ class MinitgClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def url(self) -> str:
+        """The WebSocket URL in use (the first of the given gateways that answered)."""
+        return self._urls[self._url_index]
+
+    async def _open(self) -> aiohttp.ClientWebSocketResponse:
+        """Connect to the current gateway, or the next ones in turn when it is down."""
+        self._session = self._session or aiohttp.ClientSession()
+        error: Exception | None = None
+        for step in range(len(self._urls)):
+            index = (self._url_index + step) % len(self._urls)
+            try:
+                ws = await self._session.ws_connect(
+                    self._urls[index],
+                    headers={"Authorization": f"Bearer {self.access_token}"},
+                    max_msg_size=0,
+                )
+            except (aiohttp.ClientError, OSError) as exc:
+                error = exc
+                continue
+            self._url_index = index
+            return ws
+        raise ConnectionClosed(1006, f"no gateway answered: {error!r}")
+
     async def connect(self) -> frames_pb2.Hello:
         """Open the socket, read Hello, then catch up from ``pts`` when we have one."""
-        self._session = self._session or aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(
-            self.url, headers={"Authorization": f"Bearer {self.access_token}"}, max_msg_size=0
-        )
+        self._ws = await self._open()
         first = await self._ws.receive()
         frame = _decode(first)
         if frame is None or frame.WhichOneof("payload") != "hello":
@@ -91,6 +128,9 @@ class MinitgClient:
         return self.hello
 
     async def close(self) -> None:
+        self.auto_reconnect = False
+        if self._reconnector is not None:
+            self._reconnector.cancel()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -109,7 +149,18 @@ class MinitgClient:
         if self._ws is not None:
             await self._ws.close()
         self._fail_pending(ConnectionClosed(1006, "reconnecting"))
+        self.goodbye = None
         return await self.connect()
+
+    async def _reconnected(self) -> None:
+        """Wait for the automatic reconnect, or reconnect now when there is none."""
+        reconnector = self._reconnector
+        if self.auto_reconnect and reconnector is not None and not reconnector.done():
+            with contextlib.suppress(Exception):
+                await reconnector
+            if not self.closed:
+                return
+        await self.reconnect()
 
     @property
     def closed(self) -> bool:
@@ -167,7 +218,7 @@ class MinitgClient:
                 if attempt == retries:
                     raise
                 await asyncio.sleep(0.1 * 2**attempt)
-                await self.reconnect()
+                await self._reconnected()
         raise AssertionError("unreachable")
 
     async def send_text(self, chat_id: int, text: str, *, client_msg_id: str = "") -> Any:
@@ -242,6 +293,20 @@ class MinitgClient:
                 self._dispatch(frame)
         self.close_code = code
         self._fail_pending(ConnectionClosed(code, _reason(self.goodbye)))
+        if self.auto_reconnect and code not in NO_RECONNECT:
+            self._reconnector = asyncio.create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self, attempts: int = 20) -> None:
+        """Backoff with jitter (honouring Goodbye.reconnect_after_ms), then catch up."""
+        delay = max(0.2, (self.goodbye.reconnect_after_ms / 1000) if self.goodbye else 0.2)
+        for _ in range(attempts):
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            try:
+                await self.reconnect()
+                self.reconnects += 1
+                return
+            except (TimeoutError, ConnectionClosed, RequestFailed, OSError):
+                delay = min(delay * 2, 5.0)
 
     def _dispatch(self, frame: frames_pb2.ServerFrame) -> None:
         kind = frame.WhichOneof("payload")

@@ -23,6 +23,7 @@ class Cluster:
     shape: str
     procs: list[MinitgProcess] = field(default_factory=list)
     gateways: list[str] = field(default_factory=list)
+    redis_prefix: str = ""
 
     def ws(self, index: int) -> str:
         return self.gateways[index % len(self.gateways)].replace("http://", "ws://")
@@ -62,7 +63,7 @@ async def embedded_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 @asynccontextmanager
 async def distributed_cluster(
-    tmp_path: Path, *, gateways: int = 2, chats: int = 2
+    tmp_path: Path, *, gateways: int = 2, chats: int = 2, broker_url: str = AMQP_URL
 ) -> AsyncIterator[Cluster]:
     """auth, presence, ``chats`` chat and ``gateways`` gateway processes on real servers."""
     prefix = f"e2e{secrets.token_hex(3)}:"
@@ -70,7 +71,7 @@ async def distributed_cluster(
         env = _common_env(tmp_path) | {
             "MINITG_DATABASE_URL": database_url,
             "MINITG_REDIS_URL": REDIS_URL,
-            "MINITG_BROKER_URL": AMQP_URL,
+            "MINITG_BROKER_URL": broker_url,
             "MINITG_REDIS_PREFIX": prefix,
             "MINITG_INTERNAL_TOKEN": secrets.token_hex(16),
             "MINITG_JWT_KEYS_DIR": str(tmp_path / "jwt"),
@@ -79,7 +80,7 @@ async def distributed_cluster(
         }
         run_minitg(["keygen", "--dir", str(tmp_path / "jwt")], env)
         run_minitg(["migrate", "up"], env)
-        cluster = Cluster("distributed")
+        cluster = Cluster("distributed", redis_prefix=prefix)
         try:
             _start_distributed(cluster, env, tmp_path, gateways, chats)
             for url in cluster.gateways:
