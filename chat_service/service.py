@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chat_service.adapters import history, queries
+from chat_service.adapters.deletes import Deleted, DeleteStore
 from chat_service.adapters.edits import Edited, EditStore
 from chat_service.adapters.log_reader import LogReader, LogState
 from chat_service.adapters.member_cache import MemberCache
@@ -60,7 +61,7 @@ class ChatUseCases:
     ) -> None:
         self._db, self._users, self._cache, self._reads = db, users, cache, reads
         self._membership, self._messages = MembershipStore(db), MessageStore(db)
-        self._log, self._edits = LogReader(db), EditStore(db)
+        self._log, self._edits, self._deletes = LogReader(db), EditStore(db), DeleteStore(db)
         self._wake, self.limits, self._clock = wake_relay, limits, clock
 
     def now_ms(self) -> int:
@@ -168,6 +169,15 @@ class ChatUseCases:
         if edited.pts:
             self._wake()
         return edited
+
+    async def delete(
+        self, caller: Principal, chat_id: int, message_ids: Sequence[int], for_everyone: bool
+    ) -> Deleted:
+        ids = rules.message_ids_to_delete(message_ids)
+        deleted = await self._deletes.delete(self._actor(caller), chat_id, ids, for_everyone)
+        if deleted.pts:
+            self._wake()
+        return deleted
 
     async def state(self, caller: Principal) -> LogState:
         return await self._log.state(caller.user_id)

@@ -89,6 +89,33 @@ EVENT_LOOP_LAG = Histogram(
 )
 
 
+MESSAGES_SENT = Counter(
+    "minitg_messages_sent_total", "Messages committed by the chat service (retries not counted)."
+)
+SEND_COMMIT_SECONDS = Histogram(
+    "minitg_send_commit_seconds",
+    "Time of one send transaction (a batch of sends), from its start to its commit.",
+    buckets=LATENCY_BUCKETS,
+)
+OUTBOX_LAG = Gauge(
+    "minitg_outbox_lag_seconds",
+    "Age of the oldest unpublished outbox row (0 when none), as the relay saw it last round.",
+)
+OUTBOX_PUBLISHED_ROWS = Counter(
+    "minitg_outbox_published_rows_total", "Outbox rows the relay published and marked."
+)
+DELIVERY_PUBLISHED = Counter(
+    "minitg_delivery_published_total",
+    "Per-pod delivery batches the chat service published, by outcome (ok, unroutable, failed).",
+    ["outcome"],
+)
+DB_POOL_IN_USE = Gauge(
+    "minitg_db_pool_in_use",
+    "Database connections checked out of the pool (always 0 on SQLite, which has none).",
+    ["role"],
+)
+
+
 def split_method(full_method: str) -> tuple[str, str]:
     """``/pkg.Service/Method`` -> (``pkg.Service``, ``Method``)."""
     _, _, rest = full_method.partition("/")

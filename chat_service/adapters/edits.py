@@ -56,13 +56,15 @@ class EditStore:
             _check_editable(old, actor, body, window_ms)
             if old.body == body:
                 return Edited(old, 0, 0)
-            await tx.execute(
+            changed = await tx.execute(
                 "UPDATE messages SET body_kind = $2, body_text = $3, body_header = $4, "
-                "body_ciphertext = $5, edited_at_ms = $6 WHERE id = $1",
+                "body_ciphertext = $5, edited_at_ms = $6 WHERE id = $1 AND deleted_at_ms IS NULL",
                 message_id,
                 *body_columns(body),
                 actor.now_ms,
             )
+            if not changed:  # deleted for everyone since the SELECT above
+                raise NotFound("no such message in this chat", reason="MESSAGE_NOT_FOUND")
             new = Message(
                 old.id, old.chat_id, old.seq, old.sender_id, old.date_ms, body,
                 edited_at_ms=actor.now_ms, client_msg_id=old.client_msg_id,

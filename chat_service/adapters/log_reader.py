@@ -41,8 +41,10 @@ class LogReader:
         )
         return row is not None and int(row["pts"]) - int(row["pts_count"]) == pts
 
-    async def chunks(self, user_id: int, after: int, until: int) -> AsyncIterator[list[bytes]]:
-        """The stored payloads with ``after < pts <= until``, in pts order, a chunk at a time."""
+    async def chunks(
+        self, user_id: int, after: int, until: int, size: int = CHUNK
+    ) -> AsyncIterator[list[bytes]]:
+        """The stored payloads with ``after < pts <= until``, in pts order, ``size`` at a time."""
         while after < until:
             rows = await self._db.fetch(
                 "SELECT pts, payload FROM updates WHERE user_id = $1 AND pts > $2 AND pts <= $3 "
@@ -50,7 +52,7 @@ class LogReader:
                 user_id,
                 after,
                 until,
-                CHUNK,
+                size,
             )
             if not rows:
                 return

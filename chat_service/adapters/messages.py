@@ -19,6 +19,7 @@ idempotency race retries the whole transaction (``in_transaction``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ from chat_service.domain.errors import ChatNotFound, ClientMsgIdReused
 from chat_service.domain.model import Message, SendItem, SendResult, UpdateKind
 from chat_service.wire import message_to_proto
 from svckit.errors import DomainError
+from svckit.metrics import MESSAGES_SENT, SEND_COMMIT_SECONDS
 from svckit.ports import Database, Executor
 
 Outcome = SendResult | DomainError
@@ -62,11 +64,17 @@ class MessageStore:
         request_id: str,
     ) -> list[Outcome]:
         """One outcome per item, in order; the whole batch commits together."""
+        attempts: list[_Send] = []
 
         async def work(tx: Executor) -> list[Outcome]:
-            return await _Send(tx, sender, session_id, items, now_ms, request_id).run()
+            attempts.append(_Send(tx, sender, session_id, items, now_ms, request_id))
+            return await attempts[-1].run()
 
-        return await in_transaction(self._db, work)
+        started = time.perf_counter()
+        outcomes = await in_transaction(self._db, work)
+        SEND_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        MESSAGES_SENT.inc(attempts[-1].inserted)
+        return outcomes
 
 
 class _Send:
@@ -86,6 +94,7 @@ class _Send:
         self.now_ms = now_ms
         self.outcomes: list[Outcome | None] = [None] * len(items)
         self.twins: dict[int, int] = {}  # item index -> earlier index with the same id
+        self.inserted = 0  # fresh messages this attempt wrote (repeats excluded)
 
     async def run(self) -> list[Outcome]:
         chats = await self._dedupe()
@@ -105,7 +114,7 @@ class _Send:
         ids = list(dict.fromkeys(item.client_msg_id for item in self.items))
         rows = await self.tx.fetch(
             "SELECT id, chat_id, seq, date_ms, sender_pts, client_msg_id, body_kind, "
-            "body_text, body_header, body_ciphertext FROM messages "
+            "body_text, body_header, body_ciphertext, deleted_at_ms FROM messages "
             f"WHERE sender_id = $1 AND client_msg_id IN ({placeholders(len(ids), 2)})",
             self.sender,
             *ids,
@@ -116,7 +125,10 @@ class _Send:
         for index, item in enumerate(self.items):
             row = stored.get(item.client_msg_id)
             if row is not None:
-                same = int(row["chat_id"]) == item.chat_id and body_from_row(row) == item.body
+                # A deleted message's body is erased: its chat is all a retry can match.
+                same = int(row["chat_id"]) == item.chat_id and (
+                    row["deleted_at_ms"] is not None or body_from_row(row) == item.body
+                )
                 self.outcomes[index] = (
                     SendResult(int(row["id"]), int(row["seq"]), int(row["date_ms"]),
                                int(row["sender_pts"]))
@@ -197,6 +209,7 @@ class _Send:
             *args,
         )
         ids = {(int(r["chat_id"]), int(r["seq"])): int(r["id"]) for r in rows}
+        self.inserted = len(ids)
         for (batch, index, seq), update in zip(planned, pending, strict=True):
             item = self.items[index]
             message = Message(

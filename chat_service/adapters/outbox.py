@@ -16,6 +16,9 @@ costs one broker message per pod, not per message. ``Unroutable`` (the pod is go
 that pod; anything else (``BusUnavailable``, the registry down) leaves the rows
 unpublished with ``attempts`` raised, to be retried next round: pods that already got
 them see a duplicate, which clients drop by pts.
+
+Each cycle also samples the relay's gauges: the age of the oldest unpublished row
+(``minitg_outbox_lag_seconds``) and the database connections in use (``minitg_db_pool_in_use``).
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from minitg.chat.v1 import delivery_pb2
 
 from chat_service.adapters.rows import placeholders
 from svckit.logs import REQUEST_ID_HEADER
+from svckit.metrics import DB_POOL_IN_USE, DELIVERY_PUBLISHED, OUTBOX_LAG, OUTBOX_PUBLISHED_ROWS
 from svckit.ports import Database, Executor, MessageBus, Row, Unroutable
 
 log = logging.getLogger("minitg.chat.outbox")
 
 _CLAIM = "SELECT id, payload FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1"
+_OLDEST = "SELECT created_at_ms FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT 1"
 _TRIM_EVERY_SECONDS = 60.0
 _KEEP_PUBLISHED_MS = 3_600_000
 
@@ -44,6 +49,12 @@ class PodDirectory(Protocol):
     """Where users are connected: ``svckit.registry.ConnectionRegistry`` satisfies it."""
 
     async def pods_of(self, user_ids: Sequence[int]) -> Mapping[str, list[int]]: ...
+
+
+def pool_in_use(db: Database) -> int:
+    """Connections checked out of the database's pool; 0 for an adapter without a pool."""
+    sample = getattr(db, "pool_in_use", None)
+    return int(sample()) if callable(sample) else 0
 
 
 def split_by_pod(
@@ -81,6 +92,7 @@ class OutboxRelay:
         batch_rows: int = 200,
         retention_days: int = 30,
         clock: Callable[[], float] = time.time,
+        role: str = "chat",
     ) -> None:
         self._db, self._bus, self._pods = db, bus, pods
         self._poll, self._batch_rows, self._clock = poll_seconds, batch_rows, clock
@@ -88,6 +100,9 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._last_trim = 0.0
         self._retention_ms = retention_days * 86_400_000
+        self._role = role
+        for outcome in ("ok", "unroutable", "failed"):
+            DELIVERY_PUBLISHED.labels(outcome)  # export every outcome from the start, at 0
 
     def wake(self) -> None:
         """Ask for a round now (called after each commit that wrote an outbox row)."""
@@ -110,6 +125,7 @@ class OutboxRelay:
                 while await self.publish_pending() == self._batch_rows:
                     pass
                 await self._trim_now_and_then()
+                await self.observe()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -122,9 +138,19 @@ class OutboxRelay:
         if self._db.dialect == "postgres":
             async with self._db.transaction() as tx:
                 rows = await tx.fetch(_CLAIM + " FOR UPDATE SKIP LOCKED", self._batch_rows)
-                return await self._publish_and_mark(tx, rows)
-        rows = await self._db.fetch(_CLAIM, self._batch_rows)
-        return await self._publish_and_mark(self._db, rows)
+                published = await self._publish_and_mark(tx, rows)
+        else:
+            rows = await self._db.fetch(_CLAIM, self._batch_rows)
+            published = await self._publish_and_mark(self._db, rows)
+        OUTBOX_PUBLISHED_ROWS.inc(published)
+        return published
+
+    async def observe(self) -> None:
+        """Set the gauges: the oldest unpublished row's age (0 when none), the pool in use."""
+        oldest = await self._db.fetchval(_OLDEST)
+        lag_ms = self._clock() * 1000 - int(oldest) if oldest is not None else 0.0
+        OUTBOX_LAG.set(max(0.0, lag_ms / 1000))
+        DB_POOL_IN_USE.labels(self._role).set(pool_in_use(self._db))
 
     async def _publish_and_mark(self, ex: Executor, rows: Sequence[Row]) -> int:
         if not rows:
@@ -158,7 +184,13 @@ class OutboxRelay:
             try:
                 await self._bus.publish(pod, batch.SerializeToString(), headers=headers)
             except Unroutable:
+                DELIVERY_PUBLISHED.labels("unroutable").inc()
                 log.info("outbox: pod %s has no queue any more; skipped", pod)
+                continue
+            except Exception:
+                DELIVERY_PUBLISHED.labels("failed").inc()
+                raise
+            DELIVERY_PUBLISHED.labels("ok").inc()
 
     async def _trim_now_and_then(self) -> None:
         """Delete outbox rows published long ago (they only matter until published) and

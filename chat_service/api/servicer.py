@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc, updates_pb2
 
+from chat_service.adapters.log_reader import CHUNK
 from chat_service.domain import rules
 from chat_service.domain.model import SendItem, SendResult
 from chat_service.service import ChatUseCases
@@ -219,8 +220,11 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         ):
             yield done(status=chat_service_pb2.DIFFERENCE_STATUS_TOO_LONG, state=state)
             return
+        # Every logged update has pts_count 1, so this slice holds exactly ``limit`` updates
+        # (or the rest of the log), streamed in chunks of at most ``limit`` too.
         until = min(state.pts, request.pts + limit)
-        async for chunk in self._cases.log.chunks(caller.user_id, request.pts, until):
+        size = min(limit, CHUNK)
+        async for chunk in self._cases.log.chunks(caller.user_id, request.pts, until, size):
             yield done(updates=[updates_pb2.Update.FromString(p) for p in chunk])
         if until < state.pts:
             yield done(
@@ -255,7 +259,6 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             prev_page_token=encode_page_token({"c": cid, "b": page[0].seq}) if more_older else "",
         )
 
-    # Issue 5, not built yet: the generated base's behaviour (UNIMPLEMENTED).
     async def EditMessage(self, request: Any, context: Any) -> chat_service_pb2.EditMessageResponse:
         caller = await self._caller(context)
         body = rules.validate_body(
@@ -270,5 +273,11 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             pts_count=edited.pts_count,
         )
 
-    async def DeleteMessages(self, request: Any, context: Any) -> Any:
-        raise NotImplementedError
+    async def DeleteMessages(
+        self, request: Any, context: Any
+    ) -> chat_service_pb2.DeleteMessagesResponse:
+        caller = await self._caller(context)
+        deleted = await self._cases.delete(
+            caller, request.chat_id, list(request.message_ids), request.for_everyone
+        )
+        return chat_service_pb2.DeleteMessagesResponse(pts=deleted.pts, pts_count=deleted.pts_count)

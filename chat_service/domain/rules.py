@@ -1,4 +1,4 @@
-"""The chat service's decisions as pure functions: validation, membership and reads.
+"""The chat service's decisions as pure functions: validation, membership, reads, deletes.
 
 Nothing here does I/O or reads a clock; callers pass what they read (``now`` included).
 """
@@ -9,8 +9,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from chat_service.domain.errors import ChatFull
-from chat_service.domain.model import Body, BodyKind, Member, Role
-from svckit.errors import InvalidField
+from chat_service.domain.model import Body, BodyKind, ChatKind, Member, Role
+from svckit.errors import InvalidField, PermissionDenied
 
 MAX_ID_CHARS = 64
 MAX_TITLE_CHARS = 128
@@ -145,3 +145,21 @@ def read_outbox_recipients(watermarks: Mapping[int, int], reader: int, new_seq: 
 def read_outbox_max(watermarks: Mapping[int, int], user_id: int) -> int:
     """A member's read_outbox_max_seq: the highest read watermark among the others."""
     return max((seq for uid, seq in watermarks.items() if uid != user_id), default=0)
+
+
+def message_ids_to_delete(requested: Sequence[int]) -> list[int]:
+    """DeleteMessages' ids: 1 to 100 (duplicates allowed), deduplicated in order."""
+    if not 1 <= len(requested) <= MAX_IDS_PER_CALL:
+        raise InvalidField("message_ids", "message_ids must hold 1 to 100 ids")
+    return list(dict.fromkeys(requested))
+
+
+def check_delete_for_everyone(
+    caller: int, kind: ChatKind, role: Role, sender_ids: Iterable[int]
+) -> None:
+    """Anyone may delete their own messages for everyone; in a group the owner and admins
+    may delete anyone's. Otherwise the whole call is PERMISSION_DENIED."""
+    if kind is ChatKind.GROUP and role <= Role.ADMIN:
+        return
+    if any(sender != caller for sender in sender_ids):
+        raise PermissionDenied("only the sender or a group admin may delete a message for everyone")

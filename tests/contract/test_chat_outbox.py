@@ -8,8 +8,11 @@ send commits while no relay runs, and a relay started afterwards still delivers 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import cast
 
 from minitg.chat.v1 import delivery_pb2
+from prometheus_client import REGISTRY
 
 from chat_service.adapters.membership import Actor, MembershipStore
 from chat_service.adapters.messages import MessageStore
@@ -18,7 +21,7 @@ from chat_service.adapters.reads import ReadStore
 from chat_service.domain.model import Body, BodyKind, ReadRequest, SendItem, SendResult
 from svckit.backends import EmbeddedBackends
 from svckit.migrations import Migrator
-from svckit.ports import Database
+from svckit.ports import BusUnavailable, Database, MessageBus
 from svckit.registry import ConnectionRegistry
 
 from .conftest import BusFactory, Collector, DatabaseFactory
@@ -110,3 +113,73 @@ async def test_read_recounts_unread_and_reports_outbox(databases: DatabaseFactor
     assert (1, 1) == (getattr(result, "unread_count", None), getattr(result, "pts_count", None))
     kinds = await db.fetch("SELECT kind FROM updates WHERE user_id = $1 ORDER BY pts", ALICE)
     assert [9, 4, 4, 4, 8] == [r["kind"] for r in kinds]
+
+
+class DownBus:
+    """A bus whose broker never confirms a publish."""
+
+    async def publish(
+        self, routing_key: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
+        raise BusUnavailable("broker down")
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_relay_metrics_follow_failures_and_recovery(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """A failed publish counts as failed and leaves the outbox lag growing; the next good
+    round counts ok and published rows and sets the lag back to 0."""
+    db = await migrated(databases)
+    await MembershipStore(db).create_direct(actor(ALICE), BOB)  # outbox row at t=1 s
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60)
+    queue = buses.queue()
+    await registry.add(BOB, queue)
+    failed, ok = sample("minitg_delivery_published_total", outcome="failed"), 0.0
+    down = OutboxRelay(
+        db, cast(MessageBus, DownBus()), registry, poll_seconds=60, clock=lambda: 6.5
+    )
+    assert 0 == await down.publish_pending()
+    await down.observe()
+    assert (failed + 1, 5.5) == (
+        sample("minitg_delivery_published_total", outcome="failed"),
+        sample("minitg_outbox_lag_seconds"),
+    )
+    bus = await buses.open()
+    await bus.subscribe(queue, queue, Collector())
+    ok, rows = (
+        sample("minitg_delivery_published_total", outcome="ok"),
+        sample("minitg_outbox_published_rows_total"),
+    )
+    relay = OutboxRelay(db, bus, registry, poll_seconds=60, clock=lambda: 7.0)
+    assert 1 == await relay.publish_pending()
+    await relay.observe()
+    assert (ok + 1, rows + 1, 0.0) == (
+        sample("minitg_delivery_published_total", outcome="ok"),
+        sample("minitg_outbox_published_rows_total"),
+        sample("minitg_outbox_lag_seconds"),
+    )
+
+
+async def test_pool_gauge_counts_connections_in_use(databases: DatabaseFactory) -> None:
+    """The relay reports checked-out connections (PostgreSQL) and 0 without a pool (SQLite)."""
+    db = await migrated(databases)
+    relay = OutboxRelay(
+        db,
+        cast(MessageBus, DownBus()),
+        ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60),
+        poll_seconds=60,
+        role="chat-test",
+    )
+    expected = 0.0
+    if db.dialect == "postgres":
+        async with db.transaction() as tx:
+            await tx.fetchval("SELECT 1")
+            await relay.observe()  # on a second connection while the transaction holds one
+        expected = 1.0
+    else:
+        await relay.observe()
+    assert expected == sample("minitg_db_pool_in_use", role="chat-test")

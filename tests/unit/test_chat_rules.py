@@ -1,4 +1,4 @@
-"""The chat service's pure rules: validation, membership, ownership and read marks."""
+"""The chat service's pure rules: validation, membership, ownership, read marks, deletes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from minitg.chat.v1 import delivery_pb2, updates_pb2
 from chat_service.adapters.outbox import split_by_pod
 from chat_service.domain import rules
 from chat_service.domain.errors import ChatFull
-from chat_service.domain.model import Body, BodyKind, Member, Role
-from svckit.errors import InvalidField
+from chat_service.domain.model import Body, BodyKind, ChatKind, Member, Role
+from svckit.errors import InvalidField, PermissionDenied
 
 
 def field_of(exc: pytest.ExceptionInfo[InvalidField]) -> str:
@@ -129,3 +129,34 @@ def test_split_by_pod_keeps_only_local_recipients() -> None:
         out["p1"].sent_at_ms,
         out["p1"].items[0].exclude_session_id,
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "role", "senders", "allowed"),
+    [
+        (ChatKind.DIRECT, Role.MEMBER, [1, 1], True),
+        (ChatKind.DIRECT, Role.MEMBER, [1, 2], False),
+        (ChatKind.GROUP, Role.MEMBER, [2], False),
+        (ChatKind.GROUP, Role.ADMIN, [2, 3], True),
+        (ChatKind.GROUP, Role.OWNER, [2], True),
+    ],
+)
+def test_delete_for_everyone_needs_author_or_group_admin(
+    kind: ChatKind, role: Role, senders: list[int], allowed: bool
+) -> None:
+    """Own messages always; others' only for a group's owner or admins."""
+    try:
+        rules.check_delete_for_everyone(1, kind, role, senders)
+    except PermissionDenied:
+        assert not allowed
+    else:
+        assert allowed
+
+
+def test_message_ids_to_delete_dedupes_and_bounds() -> None:
+    """Ids are deduplicated in order; none or more than 100 are INVALID_FIELD."""
+    assert [3, 1] == rules.message_ids_to_delete([3, 1, 3])
+    for bad in ([], list(range(101))):
+        with pytest.raises(InvalidField) as info:
+            rules.message_ids_to_delete(bad)
+        assert "message_ids" == field_of(info)

@@ -640,7 +640,7 @@ class DeleteMessagesResponse(_message.Message):
     PTS_FIELD_NUMBER: _builtins.int
     PTS_COUNT_FIELD_NUMBER: _builtins.int
     pts: _builtins.int
-    """The caller's log position after the MessagesDeleted update; 0 when nothing was deleted and there is no update."""
+    """The caller's log position after the MessagesDeleted update; 0 when nothing was deleted (every id unknown, already deleted or already hidden) and there is no update."""
     pts_count: _builtins.int
     """The number of log positions that update occupies; 0 when there is no update."""
     def __init__(

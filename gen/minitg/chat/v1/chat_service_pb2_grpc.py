@@ -241,6 +241,16 @@ class ChatServiceServicer:
         already deleted are skipped, so a retry is harmless. Affected members get
         MessagesDeleted. Errors: CHAT_NOT_FOUND, PERMISSION_DENIED, INVALID_FIELD (message_ids
         empty or more than 100).
+
+        Deleted messages are absent, not tombstones: GetHistory, GetChat and ListChats
+        (last_message) leave them out, so seqs have holes, and a message deleted for everyone
+        has its body erased from storage. Only its id and seq survive, in the MessagesDeleted
+        update every member gets (for everyone) or the caller's devices get (for themself),
+        which also carries each recipient's lowered unread_count. Updates logged before the
+        deletion (its NewMessage, edits) stay in the update log until retention trims them, so
+        a client catching up applies them and then the MessagesDeleted. Deleted messages
+        cannot be edited (MESSAGE_NOT_FOUND), and a retried SendMessage of a deleted message
+        still returns its original result instead of sending it again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

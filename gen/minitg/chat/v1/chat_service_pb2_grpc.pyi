@@ -118,6 +118,16 @@ class ChatServiceStub:
     already deleted are skipped, so a retry is harmless. Affected members get
     MessagesDeleted. Errors: CHAT_NOT_FOUND, PERMISSION_DENIED, INVALID_FIELD (message_ids
     empty or more than 100).
+
+    Deleted messages are absent, not tombstones: GetHistory, GetChat and ListChats
+    (last_message) leave them out, so seqs have holes, and a message deleted for everyone
+    has its body erased from storage. Only its id and seq survive, in the MessagesDeleted
+    update every member gets (for everyone) or the caller's devices get (for themself),
+    which also carries each recipient's lowered unread_count. Updates logged before the
+    deletion (its NewMessage, edits) stay in the update log until retention trims them, so
+    a client catching up applies them and then the MessagesDeleted. Deleted messages
+    cannot be edited (MESSAGE_NOT_FOUND), and a retried SendMessage of a deleted message
+    still returns its original result instead of sending it again.
     """
     ReadHistory: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ReadHistoryRequest, _chat_service_pb2.ReadHistoryResponse]
     """Moves the caller's read watermark in a chat forward to max_seq.
@@ -248,6 +258,16 @@ class ChatServiceAsyncStub(ChatServiceStub):
     already deleted are skipped, so a retry is harmless. Affected members get
     MessagesDeleted. Errors: CHAT_NOT_FOUND, PERMISSION_DENIED, INVALID_FIELD (message_ids
     empty or more than 100).
+
+    Deleted messages are absent, not tombstones: GetHistory, GetChat and ListChats
+    (last_message) leave them out, so seqs have holes, and a message deleted for everyone
+    has its body erased from storage. Only its id and seq survive, in the MessagesDeleted
+    update every member gets (for everyone) or the caller's devices get (for themself),
+    which also carries each recipient's lowered unread_count. Updates logged before the
+    deletion (its NewMessage, edits) stay in the update log until retention trims them, so
+    a client catching up applies them and then the MessagesDeleted. Deleted messages
+    cannot be edited (MESSAGE_NOT_FOUND), and a retried SendMessage of a deleted message
+    still returns its original result instead of sending it again.
     """
     ReadHistory: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ReadHistoryRequest, _chat_service_pb2.ReadHistoryResponse]  # type: ignore[assignment]
     """Moves the caller's read watermark in a chat forward to max_seq.
@@ -429,6 +449,16 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         already deleted are skipped, so a retry is harmless. Affected members get
         MessagesDeleted. Errors: CHAT_NOT_FOUND, PERMISSION_DENIED, INVALID_FIELD (message_ids
         empty or more than 100).
+
+        Deleted messages are absent, not tombstones: GetHistory, GetChat and ListChats
+        (last_message) leave them out, so seqs have holes, and a message deleted for everyone
+        has its body erased from storage. Only its id and seq survive, in the MessagesDeleted
+        update every member gets (for everyone) or the caller's devices get (for themself),
+        which also carries each recipient's lowered unread_count. Updates logged before the
+        deletion (its NewMessage, edits) stay in the update log until retention trims them, so
+        a client catching up applies them and then the MessagesDeleted. Deleted messages
+        cannot be edited (MESSAGE_NOT_FOUND), and a retried SendMessage of a deleted message
+        still returns its original result instead of sending it again.
         """
 
     @_abc_1.abstractmethod

@@ -168,7 +168,10 @@ Global___MessageEdited: _TypeAlias = MessageEdited  # noqa: Y015
 
 @_typing.final
 class MessagesDeleted(_message.Message):
-    """Messages were deleted from the recipient's view of a chat, for everyone or (on the deleter's devices) only for the deleter."""
+    """Messages were deleted from the recipient's view of a chat, for everyone or (on the deleter's devices) only for the deleter.
+
+    Deleted messages are absent from history afterwards, not tombstones: clients drop them by id (or seq) and never get their content again.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
