@@ -14,9 +14,10 @@ import time
 from google.protobuf.message import DecodeError
 from minitg.chat.v1 import delivery_pb2
 from minitg.gateway.v1 import frames_pb2
+from opentelemetry.trace import SpanKind
 
 from gateway.ws_hub import Hub
-from svckit import metrics
+from svckit import metrics, tracing
 from svckit.logs import bind_request_id
 from svckit.ports import Delivery
 
@@ -43,8 +44,12 @@ class DeliveryConsumer:
             log.error("dropping a malformed delivery batch")
             return
         bind_request_id(batch.request_id or delivery.headers.get("x-request-id"))
-        for item in batch.items:
-            self._deliver(item)
+        parent = tracing.parent_from(batch.trace_context) or tracing.parent_from(delivery.headers)
+        with tracing.span(
+            "delivery push", SpanKind.CONSUMER, parent, {"minitg.items": len(batch.items)}
+        ):
+            for item in batch.items:
+                self._deliver(item)
         metrics.DELIVERY_CONSUMED.labels("ok").inc()
 
     def _deliver(self, item: delivery_pb2.DeliveryItem) -> None:

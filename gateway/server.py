@@ -20,6 +20,7 @@ from gateway.ws_dispatch import Dispatcher
 from gateway.ws_handler import WsRuntime
 from gateway.ws_hub import CloseCode, Hub
 from gateway.ws_maintenance import Maintenance
+from svckit import metrics
 from svckit.auth_client import remote_authenticator
 from svckit.backends import EmbeddedBackends, open_bus, open_hot_state
 from svckit.config import Config
@@ -64,6 +65,8 @@ class GatewayRole:
             queue_name(cfg.pod_id), cfg.pod_id, DeliveryConsumer(hub).handle
         )
         stack.push_async_callback(subscription.cancel)
+        metrics.DELIVERY_CONSUMERS.set(1)
+        stack.callback(metrics.DELIVERY_CONSUMERS.set, 0)
         maintenance = Maintenance(
             hub, registry, reporter, authenticator, cfg.messaging.heartbeat_seconds
         )

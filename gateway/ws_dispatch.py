@@ -16,10 +16,11 @@ from typing import Any
 
 import grpc
 from minitg.gateway.v1 import frames_pb2
+from opentelemetry.trace import SpanKind
 
 from gateway.clients import ServiceClients
 from gateway.ws_hub import Connection
-from svckit import metrics
+from svckit import metrics, tracing
 from svckit.authn import Authenticator
 from svckit.errors import DomainError, ErrorDetails, PermissionDenied, details_from_rpc_error
 from svckit.logs import bind_request_id
@@ -108,7 +109,8 @@ class Dispatcher:
     async def _run(self, conn: Connection, kind: str, request: Any, rid: int) -> None:
         bind_request_id(None)
         try:
-            result = await self._handlers[kind](conn, request)
+            with tracing.span(f"ws {kind}", SpanKind.SERVER, None, {"minitg.request_id": rid}):
+                result = await self._handlers[kind](conn, request)
         except Exception as exc:
             if rid:
                 conn.push(error_frame(rid, _details_of(exc)), "error")

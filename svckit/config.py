@@ -154,6 +154,8 @@ class Config:
     db_pool_max: int
     broker_queue_type: Literal["classic", "quorum"]
     auto_migrate: bool
+    otlp_endpoint: str
+    trace_sample_ratio: float
     auth: AuthConfig
     rates: RateLimits
     messaging: MessagingConfig
@@ -195,6 +197,8 @@ class Config:
                 "true" if database_url.startswith("sqlite") else "false",
                 _bool,
             ),
+            otlp_endpoint=env.get("MINITG_OTLP_ENDPOINT", "", str.strip),
+            trace_sample_ratio=env.get("MINITG_TRACE_SAMPLE_RATIO", "1", _ratio),
             auth=_auth_config(env, database_url),
             rates=_rate_limits(env),
             messaging=_messaging(env),
@@ -407,6 +411,13 @@ def _bcrypt_cost(text: str) -> int:
     value = int(text)
     if not 4 <= value <= 16:
         raise ValueError(f"expected a bcrypt cost from 4 to 16, got {text!r}")
+    return value
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(f"expected a ratio from 0 to 1, got {text!r}")
     return value
 
 

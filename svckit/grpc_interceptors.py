@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
+from opentelemetry.trace import SpanKind
 
-from svckit import metrics
+from svckit import metrics, tracing
 from svckit.errors import DomainError, status_for, to_grpc_status
 from svckit.logs import REQUEST_ID_HEADER, bind_request_id, request_id_var
 
@@ -114,6 +115,10 @@ class _CallScope:
             log.debug("%s/%s -> %s", self.service, self.method, code.name)
 
 
+def _rpc(service: str, method: str) -> dict[str, str | int]:
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+
+
 def _code_of(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, DomainError):
         return exc.code
@@ -126,17 +131,19 @@ def _wrap_unary(behavior: Any, service: str, method: str) -> Any:
     async def handle(request: Any, context: Context) -> Any:
         scope = _CallScope(service, method, context)
         code = grpc.StatusCode.OK
-        try:
-            result = behavior(request, context)
-            return await result if inspect.isawaitable(result) else result
-        except aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except Exception as exc:
-            code = _code_of(exc)
-            await scope.fail(exc)
-        finally:
-            scope.finish(code)
+        parent = tracing.parent_from(context.invocation_metadata())
+        with tracing.span(f"{service}/{method}", SpanKind.SERVER, parent, _rpc(service, method)):
+            try:
+                result = behavior(request, context)
+                return await result if inspect.isawaitable(result) else result
+            except aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                code = _code_of(exc)
+                await scope.fail(exc)
+            finally:
+                scope.finish(code)
 
     return handle
 
@@ -148,17 +155,19 @@ def _wrap_stream(behavior: Any, service: str, method: str) -> Any:
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
         scope = _CallScope(service, method, context)
         code = grpc.StatusCode.OK
-        try:
-            async for item in behavior(request, context):
-                yield item
-        except aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except Exception as exc:
-            code = _code_of(exc)
-            await scope.fail(exc)
-        finally:
-            scope.finish(code)
+        parent = tracing.parent_from(context.invocation_metadata())
+        with tracing.span(f"{service}/{method}", SpanKind.SERVER, parent, _rpc(service, method)):
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                code = _code_of(exc)
+                await scope.fail(exc)
+            finally:
+                scope.finish(code)
 
     return handle
 
@@ -175,6 +184,8 @@ class ClientInterceptor(_UnaryUnaryClientBase, _UnaryStreamClientBase):
         rid = request_id_var.get()
         if rid and REQUEST_ID_HEADER not in metadata:
             metadata.add(REQUEST_ID_HEADER, rid)
+        for key, value in tracing.carrier().items():
+            metadata.add(key, value)
         return aio.ClientCallDetails(
             method=details.method,
             timeout=details.timeout if details.timeout is not None else timeout,

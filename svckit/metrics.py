@@ -75,6 +75,10 @@ DELIVERY_CONSUMED = Counter(
     "Delivery batches this gateway pod took from its queue, by outcome.",
     ["outcome"],
 )
+DELIVERY_CONSUMERS = Gauge(
+    "minitg_delivery_consumers",
+    "Consumers this gateway pod runs on its own delivery queue (1 while it can receive).",
+)
 DELIVERY_PUSHED = Counter(
     "minitg_delivery_pushed_total", "Frames pushed to local sockets from delivery batches."
 )

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from svckit import metrics
+from svckit import metrics, tracing
 from svckit.backends import EmbeddedBackends
 from svckit.config import ROLES, Config, HostPort
 from svckit.lifecycle import Role
@@ -102,6 +102,8 @@ async def serve(cfg: Config, target: str) -> int:
     cfg.check_target(target)
     role_var.set(target)
     metrics.BUILD_INFO.info({"version": "0.1.0", "target": target, "pod_id": cfg.pod_id})
+    if cfg.otlp_endpoint:
+        tracing.configure(cfg.otlp_endpoint, f"minitg-{target}", cfg.trace_sample_ratio)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

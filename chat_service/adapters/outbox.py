@@ -31,8 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from minitg.chat.v1 import delivery_pb2
+from opentelemetry.trace import SpanKind
 
 from chat_service.adapters.rows import placeholders
+from svckit import tracing
 from svckit.logs import REQUEST_ID_HEADER
 from svckit.metrics import DB_POOL_IN_USE, DELIVERY_PUBLISHED, OUTBOX_LAG, OUTBOX_PUBLISHED_ROWS
 from svckit.ports import Database, Executor, MessageBus, Row, Unroutable
@@ -62,10 +64,15 @@ def split_by_pod(
 ) -> dict[str, delivery_pb2.DeliveryBatch]:
     """One DeliveryBatch per pod with the items (and only the recipients) it serves."""
     request_id = next((b.request_id for b in batches if b.request_id), "")
+    trace_context: Mapping[str, str] = next(
+        (b.trace_context for b in batches if b.trace_context), {}
+    )
     out: dict[str, delivery_pb2.DeliveryBatch] = {}
     for pod, users in pods.items():
         here = set(users)
-        pod_batch = delivery_pb2.DeliveryBatch(request_id=request_id, sent_at_ms=sent_at_ms)
+        pod_batch = delivery_pb2.DeliveryBatch(
+            request_id=request_id, sent_at_ms=sent_at_ms, trace_context=trace_context
+        )
         for batch in batches:
             for item in batch.items:
                 recipients = [r for r in item.recipients if r.user_id in here]
@@ -180,9 +187,8 @@ class OutboxRelay:
         pods = await self._pods.pods_of(users)
         per_pod = split_by_pod(batches, pods, int(self._clock() * 1000))
         for pod, batch in per_pod.items():
-            headers = {REQUEST_ID_HEADER: batch.request_id} if batch.request_id else None
             try:
-                await self._bus.publish(pod, batch.SerializeToString(), headers=headers)
+                await self._publish_one(pod, batch)
             except Unroutable:
                 DELIVERY_PUBLISHED.labels("unroutable").inc()
                 log.info("outbox: pod %s has no queue any more; skipped", pod)
@@ -191,6 +197,17 @@ class OutboxRelay:
                 DELIVERY_PUBLISHED.labels("failed").inc()
                 raise
             DELIVERY_PUBLISHED.labels("ok").inc()
+
+    async def _publish_one(self, pod: str, batch: delivery_pb2.DeliveryBatch) -> None:
+        """Publish one pod's batch inside a producer span joined to the sender's trace."""
+        parent = tracing.parent_from(batch.trace_context)
+        with tracing.span("outbox publish", SpanKind.PRODUCER, parent, {"minitg.pod": pod}):
+            headers = {REQUEST_ID_HEADER: batch.request_id} if batch.request_id else {}
+            if parent is not None:
+                batch.trace_context.clear()
+                batch.trace_context.update(tracing.carrier())
+                headers.update(batch.trace_context)
+            await self._bus.publish(pod, batch.SerializeToString(), headers=headers or None)
 
     async def _trim_now_and_then(self) -> None:
         """Delete outbox rows published long ago (they only matter until published) and

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from minitg.chat.v1 import delivery_pb2, updates_pb2
 
 from chat_service.domain.model import UpdateKind
+from svckit import tracing
 from svckit.ports import Executor
 
 _PTS_CHUNK = 500
@@ -92,7 +93,9 @@ class LogBatch:
     async def write(self, tx: Executor) -> None:
         """Insert the update rows and the transaction's outbox row."""
         rows: list[tuple[object, ...]] = []
-        envelope = delivery_pb2.DeliveryBatch(request_id=self.request_id)
+        envelope = delivery_pb2.DeliveryBatch(
+            request_id=self.request_id, trace_context=tracing.carrier()
+        )
         for pending in self._pending:
             if pending.shared is None or not pending.recipients:
                 continue

@@ -28,6 +28,7 @@ EXPECTED = {
         "minitg_delivery_pushed_total",
         "minitg_grpc_client_handled_total",
         "minitg_event_loop_lag_seconds_count",
+        "minitg_delivery_consumers",
     ],
     "chat0": [
         "minitg_grpc_server_handled_total",
