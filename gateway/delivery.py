@@ -50,6 +50,8 @@ class DeliveryConsumer:
         ):
             for item in batch.items:
                 self._deliver(item)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("delivered %d items from %s", len(batch.items), delivery.routing_key)
         metrics.DELIVERY_CONSUMED.labels("ok").inc()
 
     def _deliver(self, item: delivery_pb2.DeliveryItem) -> None:

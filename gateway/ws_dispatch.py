@@ -108,6 +108,8 @@ class Dispatcher:
 
     async def _run(self, conn: Connection, kind: str, request: Any, rid: int) -> None:
         bind_request_id(None)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("ws %s #%d from session %s", kind, rid, conn.session_id)
         try:
             with tracing.span(f"ws {kind}", SpanKind.SERVER, None, {"minitg.request_id": rid}):
                 result = await self._handlers[kind](conn, request)

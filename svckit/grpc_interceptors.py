@@ -111,7 +111,7 @@ class _CallScope:
         metrics.GRPC_SERVER_SECONDS.labels(self.service, self.method).observe(
             time.perf_counter() - self.started
         )
-        if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+        if log.isEnabledFor(logging.DEBUG):  # never per call at INFO: this is the hot path
             log.debug("%s/%s -> %s", self.service, self.method, code.name)
 
 

@@ -35,7 +35,7 @@ from opentelemetry.trace import SpanKind
 
 from chat_service.adapters.rows import placeholders
 from svckit import tracing
-from svckit.logs import REQUEST_ID_HEADER
+from svckit.logs import REQUEST_ID_HEADER, bind_request_id
 from svckit.metrics import DB_POOL_IN_USE, DELIVERY_PUBLISHED, OUTBOX_LAG, OUTBOX_PUBLISHED_ROWS
 from svckit.ports import Database, Executor, MessageBus, Row, Unroutable
 
@@ -208,6 +208,9 @@ class OutboxRelay:
                 batch.trace_context.update(tracing.carrier())
                 headers.update(batch.trace_context)
             await self._bus.publish(pod, batch.SerializeToString(), headers=headers or None)
+        if log.isEnabledFor(logging.DEBUG):
+            bind_request_id(batch.request_id)
+            log.debug("outbox: published %d items to pod %s", len(batch.items), pod)
 
     async def _trim_now_and_then(self) -> None:
         """Delete outbox rows published long ago (they only matter until published) and
