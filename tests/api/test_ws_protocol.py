@@ -6,6 +6,7 @@ serves a fresh connection: bad input never takes anything else down.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -232,3 +233,40 @@ async def test_direct_message_round_trip(system: System) -> None:
             update.new_message.unread_count,
         )
         assert update.pts == b.pts
+
+
+async def test_dead_connection_is_dropped(shape: str, tmp_path: Path) -> None:
+    """A peer that stops answering the server's pings is dropped and unregistered."""
+    from svckit import metrics
+
+    env = ENV | {"MINITG_HEARTBEAT_SECONDS": "0.4"}
+    async with running_system(shape, tmp_path / "hb", env=env) as sys2:
+        async with RestClient(sys2.http_url) as rest:
+            (ann,) = await accounts(rest, "ann")
+        async with raw_socket(sys2, ann.access_token, autoping=False) as ws:
+            await next_frame(ws, "hello")
+            assert 1 == metrics.WS_CONNECTIONS._value.get()
+            for _ in range(50):  # the server pings every 0.4 s; we never pong
+                if metrics.WS_CONNECTIONS._value.get() == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert 0 == metrics.WS_CONNECTIONS._value.get()
+        await _still_serves(sys2, ann.access_token)
+
+
+async def test_shutdown_says_goodbye_with_1001(shape: str, tmp_path: Path) -> None:
+    """A stopping gateway sends Goodbye (reconnect_after_ms) and closes with 1001."""
+    async with running_system(shape, tmp_path / "down", env=ENV) as sys2:
+        async with RestClient(sys2.http_url) as rest:
+            (ann,) = await accounts(rest, "ann")
+        async with raw_socket(sys2, ann.access_token) as ws:
+            await next_frame(ws, "hello")
+            gateway = sys2.roles["gateway"]
+            gateway.drain()
+            stopping = asyncio.ensure_future(gateway.stop(2.0))
+            frames, code = await server_frames(ws)
+            await stopping
+        goodbyes = [f.goodbye for f in frames if f.WhichOneof("payload") == "goodbye"]
+        assert 1001 == code
+        assert ["SERVER_SHUTTING_DOWN"] == [g.reason for g in goodbyes]
+        assert 0 < goodbyes[0].reconnect_after_ms <= 5000
