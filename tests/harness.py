@@ -128,7 +128,8 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
         await admin.close()
 
 
-async def _drop_redis_prefix(prefix: str) -> None:
+async def drop_redis_prefix(prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (a test's private key space)."""
     client = redis.Redis.from_url(REDIS_URL)
     try:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=500)]
@@ -154,7 +155,7 @@ async def running_system(
                 async with _started(full_env, roles, shape) as system:
                     yield system
             finally:
-                await _drop_redis_prefix(full_env["MINITG_REDIS_PREFIX"])
+                await drop_redis_prefix(full_env["MINITG_REDIS_PREFIX"])
     else:
         async with _started(full_env, roles, shape) as system:
             yield system

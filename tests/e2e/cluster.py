@@ -8,10 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis.asyncio as redis
-
 from tests.e2e.processes import MinitgProcess, free_port, minitg, run_minitg, wait_http_ok
-from tests.harness import AMQP_URL, REDIS_URL, fresh_postgres_database
+from tests.harness import AMQP_URL, REDIS_URL, drop_redis_prefix, fresh_postgres_database
 
 GRACE = 5.0
 
@@ -88,7 +86,7 @@ async def distributed_cluster(
             yield cluster
         finally:
             stop(cluster.procs)
-            await _drop_prefix(prefix)
+            await drop_redis_prefix(prefix)
 
 
 def _start_distributed(
@@ -126,13 +124,3 @@ def stop(procs: list[MinitgProcess]) -> None:
         if code != 0:
             failures.append(f"{p.name} exited {code}:\n{p.log_text()[-3000:]}")
     assert not failures, "\n".join(failures)
-
-
-async def _drop_prefix(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()

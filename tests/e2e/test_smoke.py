@@ -15,19 +15,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
 from tests.e2e.processes import REPO, MinitgProcess, free_port, minitg, run_minitg, wait_http_ok
 from tests.grpc_probe import health_status, reflected_services
+from tests.harness import AMQP_URL, REDIS_URL, fresh_postgres_database
 
 pytestmark = pytest.mark.e2e
 
-POSTGRES_URL = os.environ.get(
-    "MINITG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("MINITG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-AMQP_URL = os.environ.get("MINITG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 GRACE = 5.0
 SERVICES = {
     "auth": "minitg.auth.v1.AuthService",
@@ -94,14 +89,8 @@ async def test_embedded_all_in_one(tmp_path: Path) -> None:
 @pytest.fixture
 async def fresh_database() -> AsyncIterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"minitg_e2e_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_postgres_database() as url:
+        yield url
 
 
 async def test_distributed_each_role_its_own_process(tmp_path: Path, fresh_database: str) -> None:
