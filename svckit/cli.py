@@ -8,7 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from svckit.config import TARGETS, Config, ConfigError
+from svckit.config import TARGETS, Config
+from svckit.envparse import ConfigError
 from svckit.logs import configure_logging
 from svckit.migrations import MigrationError, Migrator
 from svckit.ports import BusError, StorageError

@@ -11,15 +11,32 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 from urllib.parse import urlsplit
+
+from svckit.envparse import (
+    ConfigError,
+    Env,
+    LogFormat,
+    bcrypt_cost,
+    boolean,
+    log_format,
+    log_level,
+    non_negative,
+    nonempty,
+    origins,
+    pod_id,
+    positive,
+    positive_int,
+    queue_type,
+    ratio,
+)
 
 ROLES = ("auth", "chat", "presence", "gateway")
 TARGETS = ("all", *ROLES)
-LogFormat = Literal["json", "console"]
 
 # Which backends each role really opens; a split role is only checked for these.
 ROLE_BACKENDS: Mapping[str, tuple[str, ...]] = {
@@ -28,20 +45,10 @@ ROLE_BACKENDS: Mapping[str, tuple[str, ...]] = {
     "presence": ("MINITG_DATABASE_URL", "MINITG_BROKER_URL", "MINITG_REDIS_URL"),
     "gateway": ("MINITG_BROKER_URL", "MINITG_REDIS_URL"),
 }
-_SCHEMES = {
-    "MINITG_DATABASE_URL": ({"postgresql", "postgres"}, {"sqlite"}),
-    "MINITG_BROKER_URL": ({"amqp", "amqps"}, {"memory"}),
-    "MINITG_REDIS_URL": ({"redis", "rediss"}, {"memory"}),
-}
 
-T = TypeVar("T")
 
 # Only acceptable inside one process (--target all), where nothing crosses a network.
 EMBEDDED_INTERNAL_TOKEN = "embedded-internal-token"
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +170,7 @@ class Config:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
         """Build the config from ``environ`` (``os.environ`` when None)."""
-        env = _Env(os.environ if environ is None else environ)
+        env = Env(os.environ if environ is None else environ)
         data_dir = env.get("MINITG_DATA_DIR", "var", Path)
         database_url = env.secret("MINITG_DATABASE_URL", f"sqlite:///{data_dir}/minitg.db")
         listens = {
@@ -174,31 +181,31 @@ class Config:
             database_url=database_url,
             broker_url=env.secret("MINITG_BROKER_URL", "memory://"),
             redis_url=env.secret("MINITG_REDIS_URL", "memory://"),
-            redis_prefix=env.get("MINITG_REDIS_PREFIX", "minitg:", _target),
+            redis_prefix=env.get("MINITG_REDIS_PREFIX", "minitg:", nonempty),
             data_dir=data_dir,
             http_addr=env.get("MINITG_HTTP_ADDR", "0.0.0.0:8080", HostPort.parse),
             auth_listen=listens["auth"],
             chat_listen=listens["chat"],
             presence_listen=listens["presence"],
-            auth_target=env.get("MINITG_AUTH_TARGET", str(listens["auth"]), _target),
-            chat_target=env.get("MINITG_CHAT_TARGET", str(listens["chat"]), _target),
-            presence_target=env.get("MINITG_PRESENCE_TARGET", str(listens["presence"]), _target),
+            auth_target=env.get("MINITG_AUTH_TARGET", str(listens["auth"]), nonempty),
+            chat_target=env.get("MINITG_CHAT_TARGET", str(listens["chat"]), nonempty),
+            presence_target=env.get("MINITG_PRESENCE_TARGET", str(listens["presence"]), nonempty),
             metrics_addr=env.get("MINITG_METRICS_ADDR", "0.0.0.0:9090", _optional_hostport),
-            pod_id=env.get("MINITG_POD_ID", f"{socket.gethostname()}-{os.getpid()}", _pod_id),
-            log_level=env.get("MINITG_LOG_LEVEL", "INFO", _log_level),
-            log_format=env.get("MINITG_LOG_FORMAT", "console", _log_format),
-            shutdown_grace_seconds=env.get("MINITG_SHUTDOWN_GRACE_SECONDS", "10", _positive),
-            rpc_timeout_seconds=env.get("MINITG_RPC_TIMEOUT_SECONDS", "5", _positive),
-            health_interval_seconds=env.get("MINITG_HEALTH_INTERVAL_SECONDS", "5", _positive),
-            db_pool_max=env.get("MINITG_DB_POOL_MAX", "10", _positive_int),
-            broker_queue_type=env.get("MINITG_BROKER_QUEUE_TYPE", "classic", _queue_type),
+            pod_id=env.get("MINITG_POD_ID", f"{socket.gethostname()}-{os.getpid()}", pod_id),
+            log_level=env.get("MINITG_LOG_LEVEL", "INFO", log_level),
+            log_format=env.get("MINITG_LOG_FORMAT", "console", log_format),
+            shutdown_grace_seconds=env.get("MINITG_SHUTDOWN_GRACE_SECONDS", "10", positive),
+            rpc_timeout_seconds=env.get("MINITG_RPC_TIMEOUT_SECONDS", "5", positive),
+            health_interval_seconds=env.get("MINITG_HEALTH_INTERVAL_SECONDS", "5", positive),
+            db_pool_max=env.get("MINITG_DB_POOL_MAX", "10", positive_int),
+            broker_queue_type=env.get("MINITG_BROKER_QUEUE_TYPE", "classic", queue_type),
             auto_migrate=env.get(
                 "MINITG_AUTO_MIGRATE",
                 "true" if database_url.startswith("sqlite") else "false",
-                _bool,
+                boolean,
             ),
             otlp_endpoint=env.get("MINITG_OTLP_ENDPOINT", "", str.strip),
-            trace_sample_ratio=env.get("MINITG_TRACE_SAMPLE_RATIO", "1", _ratio),
+            trace_sample_ratio=env.get("MINITG_TRACE_SAMPLE_RATIO", "1", ratio),
             auth=_auth_config(env, database_url),
             rates=_rate_limits(env),
             messaging=_messaging(env),
@@ -230,26 +237,26 @@ class Config:
             )
 
 
-def _auth_config(env: _Env, database_url: str) -> AuthConfig:
+def _auth_config(env: Env, database_url: str) -> AuthConfig:
     data_dir = env.get("MINITG_DATA_DIR", "var", Path)
     embedded = "true" if is_embedded_url(database_url) else "false"
     return AuthConfig(
         keys_dir=env.get("MINITG_JWT_KEYS_DIR", str(data_dir / "jwt"), Path),
-        generate_keys=env.get("MINITG_JWT_GENERATE_KEYS", embedded, _bool),
-        issuer=env.get("MINITG_JWT_ISSUER", "minitg", _target),
-        audience=env.get("MINITG_JWT_AUDIENCE", "minitg", _target),
-        access_ttl_seconds=env.get("MINITG_ACCESS_TOKEN_TTL_SECONDS", "900", _positive_int),
+        generate_keys=env.get("MINITG_JWT_GENERATE_KEYS", embedded, boolean),
+        issuer=env.get("MINITG_JWT_ISSUER", "minitg", nonempty),
+        audience=env.get("MINITG_JWT_AUDIENCE", "minitg", nonempty),
+        access_ttl_seconds=env.get("MINITG_ACCESS_TOKEN_TTL_SECONDS", "900", positive_int),
         refresh_ttl_seconds=env.get(
-            "MINITG_REFRESH_TOKEN_TTL_SECONDS", str(30 * 86400), _positive_int
+            "MINITG_REFRESH_TOKEN_TTL_SECONDS", str(30 * 86400), positive_int
         ),
-        refresh_grace_seconds=env.get("MINITG_REFRESH_GRACE_SECONDS", "10", _non_negative),
-        bcrypt_cost=env.get("MINITG_BCRYPT_COST", "12", _bcrypt_cost),
-        session_check_ttl_seconds=env.get("MINITG_SESSION_CHECK_TTL_SECONDS", "5", _non_negative),
-        cookie_secure=env.get("MINITG_COOKIE_SECURE", "true", _bool),
+        refresh_grace_seconds=env.get("MINITG_REFRESH_GRACE_SECONDS", "10", non_negative),
+        bcrypt_cost=env.get("MINITG_BCRYPT_COST", "12", bcrypt_cost),
+        session_check_ttl_seconds=env.get("MINITG_SESSION_CHECK_TTL_SECONDS", "5", non_negative),
+        cookie_secure=env.get("MINITG_COOKIE_SECURE", "true", boolean),
     )
 
 
-def _rate_limits(env: _Env) -> RateLimits:
+def _rate_limits(env: Env) -> RateLimits:
     return RateLimits(
         login_per_ip_email=env.get("MINITG_RATE_LOGIN", "5/60", RateRule.parse),
         login_per_ip=env.get("MINITG_RATE_LOGIN_PER_IP", "30/60", RateRule.parse),
@@ -257,33 +264,28 @@ def _rate_limits(env: _Env) -> RateLimits:
         refresh_per_ip=env.get("MINITG_RATE_REFRESH_PER_IP", "60/60", RateRule.parse),
         lookup_per_user=env.get("MINITG_RATE_USER_LOOKUP", "30/60", RateRule.parse),
         ws_upgrade_per_user=env.get("MINITG_RATE_WS_UPGRADE", "20/60", RateRule.parse),
-        trust_forwarded_for=env.get("MINITG_TRUST_FORWARDED_FOR", "false", _bool),
+        trust_forwarded_for=env.get("MINITG_TRUST_FORWARDED_FOR", "false", boolean),
     )
 
 
-def _messaging(env: _Env) -> MessagingConfig:
+def _messaging(env: Env) -> MessagingConfig:
     return MessagingConfig(
-        max_group_members=env.get("MINITG_MAX_GROUP_MEMBERS", "200", _positive_int),
-        max_text_chars=env.get("MINITG_MAX_TEXT_CHARS", "4096", _positive_int),
-        edit_window_seconds=env.get("MINITG_EDIT_WINDOW_SECONDS", str(48 * 3600), _positive_int),
-        update_retention_days=env.get("MINITG_UPDATE_RETENTION_DAYS", "30", _positive_int),
-        outbox_poll_seconds=env.get("MINITG_OUTBOX_POLL_SECONDS", "0.5", _positive),
-        member_cache_seconds=env.get("MINITG_MEMBER_CACHE_SECONDS", "60", _non_negative),
-        registry_ttl_seconds=env.get("MINITG_REGISTRY_TTL_SECONDS", "90", _positive),
-        heartbeat_seconds=env.get("MINITG_HEARTBEAT_SECONDS", "30", _positive),
-        typing_ttl_seconds=env.get("MINITG_TYPING_TTL_SECONDS", "6", _positive),
-        watermark_flush_seconds=env.get("MINITG_WATERMARK_FLUSH_SECONDS", "0.05", _positive),
-        presence_debounce_seconds=env.get("MINITG_PRESENCE_DEBOUNCE_SECONDS", "2", _non_negative),
-        max_frame_bytes=env.get("MINITG_MAX_FRAME_BYTES", str(64 * 1024), _positive_int),
-        max_in_flight_per_connection=env.get("MINITG_MAX_IN_FLIGHT", "64", _positive_int),
-        allowed_origins=env.get("MINITG_ALLOWED_ORIGINS", "", _origins),
+        max_group_members=env.get("MINITG_MAX_GROUP_MEMBERS", "200", positive_int),
+        max_text_chars=env.get("MINITG_MAX_TEXT_CHARS", "4096", positive_int),
+        edit_window_seconds=env.get("MINITG_EDIT_WINDOW_SECONDS", str(48 * 3600), positive_int),
+        update_retention_days=env.get("MINITG_UPDATE_RETENTION_DAYS", "30", positive_int),
+        outbox_poll_seconds=env.get("MINITG_OUTBOX_POLL_SECONDS", "0.5", positive),
+        member_cache_seconds=env.get("MINITG_MEMBER_CACHE_SECONDS", "60", non_negative),
+        registry_ttl_seconds=env.get("MINITG_REGISTRY_TTL_SECONDS", "90", positive),
+        heartbeat_seconds=env.get("MINITG_HEARTBEAT_SECONDS", "30", positive),
+        typing_ttl_seconds=env.get("MINITG_TYPING_TTL_SECONDS", "6", positive),
+        watermark_flush_seconds=env.get("MINITG_WATERMARK_FLUSH_SECONDS", "0.05", positive),
+        presence_debounce_seconds=env.get("MINITG_PRESENCE_DEBOUNCE_SECONDS", "2", non_negative),
+        max_frame_bytes=env.get("MINITG_MAX_FRAME_BYTES", str(64 * 1024), positive_int),
+        max_in_flight_per_connection=env.get("MINITG_MAX_IN_FLIGHT", "64", positive_int),
+        allowed_origins=env.get("MINITG_ALLOWED_ORIGINS", "", origins),
         internal_token=env.secret_text("MINITG_INTERNAL_TOKEN", EMBEDDED_INTERNAL_TOKEN),
     )
-
-
-def _origins(text: str) -> tuple[str, ...]:
-    """Comma-separated origins allowed to open a WebSocket from a browser; '*' allows any."""
-    return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
 
 
 def is_embedded_url(url: str) -> bool:
@@ -291,140 +293,5 @@ def is_embedded_url(url: str) -> bool:
     return urlsplit(url).scheme in {"sqlite", "memory"}
 
 
-class _Env:
-    """Reads variables from a mapping, turning parse failures into ConfigError."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def get(self, name: str, default: str, parse: Callable[[str], T]) -> T:
-        raw = self._environ.get(name, default)
-        try:
-            return parse(raw)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-
-    def secret_text(self, name: str, default: str) -> str:
-        """A secret string given directly or through ``NAME_FILE`` (no scheme check)."""
-        file_name = f"{name}_FILE"
-        if file_name in self._environ:
-            path = Path(self._environ[file_name])
-            try:
-                return path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{file_name}: cannot read {path}: {exc.strerror}") from None
-        value = self._environ.get(name, default).strip()
-        if not value:
-            raise ConfigError(f"{name}: must not be empty")
-        return value
-
-    def secret(self, name: str, default: str) -> str:
-        """A URL given directly or through ``NAME_FILE``; its scheme is checked."""
-        file_name = f"{name}_FILE"
-        if file_name in self._environ:
-            path = Path(self._environ[file_name])
-            try:
-                value = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{file_name}: cannot read {path}: {exc.strerror}") from None
-        else:
-            value = self._environ.get(name, default).strip()
-        scheme = urlsplit(value).scheme
-        distributed, embedded = _SCHEMES[name]
-        if scheme not in distributed | embedded:
-            allowed = ", ".join(f"{s}://" for s in sorted(distributed | embedded))
-            raise ConfigError(f"{name}: unsupported scheme in {_redact(value)!r}; use {allowed}")
-        return value
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
-
-
-def _target(text: str) -> str:
-    if not text.strip():
-        raise ValueError("must not be empty")
-    return text.strip()
-
-
 def _optional_hostport(text: str) -> HostPort | None:
     return HostPort.parse(text) if text.strip() else None
-
-
-def _pod_id(text: str) -> str:
-    cleaned = text.strip()
-    if not cleaned or any(c.isspace() for c in cleaned) or len(cleaned) > 200:
-        raise ValueError(f"expected a short identifier without spaces, got {text!r}")
-    return cleaned
-
-
-def _log_level(text: str) -> str:
-    level = text.strip().upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {text!r}")
-    return level
-
-
-def _log_format(text: str) -> LogFormat:
-    value = text.strip().lower()
-    if value == "json":
-        return "json"
-    if value == "console":
-        return "console"
-    raise ValueError(f"expected json or console, got {text!r}")
-
-
-def _queue_type(text: str) -> Literal["classic", "quorum"]:
-    value = text.strip().lower()
-    if value == "classic":
-        return "classic"
-    if value == "quorum":
-        return "quorum"
-    raise ValueError(f"expected classic or quorum, got {text!r}")
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(f"expected zero or a positive number, got {text!r}")
-    return value
-
-
-def _bcrypt_cost(text: str) -> int:
-    value = int(text)
-    if not 4 <= value <= 16:
-        raise ValueError(f"expected a bcrypt cost from 4 to 16, got {text!r}")
-    return value
-
-
-def _ratio(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise ValueError(f"expected a ratio from 0 to 1, got {text!r}")
-    return value
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")

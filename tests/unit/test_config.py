@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from svckit.config import Config, ConfigError, HostPort
+from svckit.config import Config, HostPort
+from svckit.envparse import ConfigError
 
 
 def test_embedded_defaults() -> None:
