@@ -30,6 +30,7 @@ from minitg.gateway.v1 import frames_pb2
 from minitg.presence.v1 import presence_pb2, presence_service_pb2
 
 from tgclient.errors import ConnectionClosed, RequestFailed
+from tgclient.pts import PtsState
 
 # Close codes after which reconnecting would be wrong (see docs/PROTOCOL.md).
 NO_RECONNECT = {1000, 4001, 4002}
@@ -58,7 +59,9 @@ class MinitgClient:
         self._url_index = 0
         self.auto_reconnect = auto_reconnect
         self.reconnects = 0
-        self.access_token, self.pts = access_token, pts
+        self.access_token = access_token
+        self._known_pts = pts is not None
+        self._state = PtsState(pts or 0)
         self.hello: frames_pb2.Hello | None = None
         self.updates: asyncio.Queue[updates_pb2.Update] = asyncio.Queue()
         self.events: asyncio.Queue[frames_pb2.ServerFrame] = asyncio.Queue()
@@ -68,7 +71,6 @@ class MinitgClient:
         self._ack_interval = ack_interval
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], list[Any]]] = {}
-        self._held: dict[int, updates_pb2.Update] = {}
         self._delivered: dict[int, int] = {}  # chat -> max seq received, for the next ack
         self._acked_pts = 0
         self._catching_up: asyncio.Task[None] | None = None
@@ -83,6 +85,11 @@ class MinitgClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def pts(self) -> int:
+        """The device's position in its update log (0 before the first Hello)."""
+        return self._state.pts
 
     @property
     def url(self) -> str:
@@ -116,14 +123,14 @@ class MinitgClient:
         if frame is None or frame.WhichOneof("payload") != "hello":
             raise ConnectionClosed(self._ws.close_code or 1002, "no Hello")
         self.hello = frame.hello
-        known_pts = self.pts
-        if self.pts is None:
-            self.pts = self.hello.state.pts
+        known_pts = self._known_pts
+        if not self._known_pts:
+            self._state.pts, self._known_pts = self.hello.state.pts, True
         self._tasks = [
             asyncio.create_task(self._read_loop()),
             asyncio.create_task(self._ack_loop()),
         ]
-        if known_pts is not None:
+        if known_pts:
             await self.catch_up()
         return self.hello
 
@@ -186,16 +193,9 @@ class MinitgClient:
         return reply
 
     def _advance(self, reply: Any) -> None:
-        """A reply with pts/pts_count (send, read, edit, delete) stands for our own update:
-        the device that acted gets the Result instead of the pushed update."""
-        pts, count = getattr(reply, "pts", 0), getattr(reply, "pts_count", 0)
-        if not pts or not count:
-            return
-        if (self.pts or 0) + count == pts:
-            self.pts = pts
-            self._drain_held()
-        elif pts > (self.pts or 0) and (self._catching_up is None or self._catching_up.done()):
-            self._catching_up = asyncio.create_task(self._fill_gap())
+        """A reply that carries pts/pts_count stands for our own update."""
+        ready, gap = self._state.advance(getattr(reply, "pts", 0), getattr(reply, "pts_count", 0))
+        self._apply_all(ready, gap)
 
     async def send(
         self, chat_id: int, body: chat_pb2.MessageBody, *, client_msg_id: str = "", retries: int = 3
@@ -253,20 +253,20 @@ class MinitgClient:
     async def catch_up(self, limit: int = 0) -> None:
         """GetDifference from our pts until complete; applies updates in pts order."""
         while True:
-            chunks = await self.get_difference(self.pts or 0, limit)
+            chunks = await self.get_difference(self.pts, limit)
             for chunk in chunks:
                 for update in chunk.updates:
                     self._offer(update)
             final = chunks[-1]
             if final.status == chat_service_pb2.DIFFERENCE_STATUS_TOO_LONG:
-                self.too_long, self.pts = True, final.state.pts
-                self._held.clear()
+                self.too_long = True
+                self._state.reset(final.state.pts)
                 return
             if final.status == chat_service_pb2.DIFFERENCE_STATUS_SLICE:
-                self.pts = max(self.pts or 0, final.intermediate_pts)
+                self._state.pts = max(self._state.pts, final.intermediate_pts)
                 continue
-            self.pts = max(self.pts or 0, final.state.pts)
-            self._drain_held()
+            self._state.pts = max(self._state.pts, final.state.pts)
+            self._apply_all(self._state.release(), False)
             return
 
     async def next_update(self, timeout: float = 10) -> updates_pb2.Update:
@@ -361,36 +361,17 @@ class MinitgClient:
 
     def _offer(self, update: updates_pb2.Update) -> None:
         """Apply by the pts rule; hold back what comes after a gap and fetch the gap."""
-        if update.pts == 0:
+        self._apply_all(*self._state.offer(update))
+
+    def _apply_all(self, ready: list[updates_pb2.Update], gap: bool) -> None:
+        for update in ready:
             self._apply(update)
-            return
-        local = self.pts or 0
-        if update.pts <= local:
-            return  # already have it
-        if local + update.pts_count == update.pts:
-            self.pts = update.pts
-            self._apply(update)
-            self._drain_held()
-            return
-        self._held[update.pts] = update
-        if self._catching_up is None or self._catching_up.done():
+        if gap and (self._catching_up is None or self._catching_up.done()):
             self._catching_up = asyncio.create_task(self._fill_gap())
 
     async def _fill_gap(self) -> None:
-        with contextlib.suppress(RequestFailed, ConnectionClosed, asyncio.TimeoutError):
+        with contextlib.suppress(RequestFailed, ConnectionClosed, TimeoutError):
             await self.catch_up()
-
-    def _drain_held(self) -> None:
-        for pts in sorted(self._held):
-            update = self._held[pts]
-            if pts <= (self.pts or 0):
-                del self._held[pts]
-            elif (self.pts or 0) + update.pts_count == pts:
-                del self._held[pts]
-                self.pts = pts
-                self._apply(update)
-            else:
-                return
 
     def _apply(self, update: updates_pb2.Update) -> None:
         if update.WhichOneof("update") == "new_message":
@@ -403,17 +384,17 @@ class MinitgClient:
         """Acknowledge received updates (delivered receipts), fire and forget."""
         while True:
             await asyncio.sleep(self._ack_interval)
-            if self._ws is None or self._ws.closed or (self.pts or 0) <= self._acked_pts:
+            if self._ws is None or self._ws.closed or self.pts <= self._acked_pts:
                 continue
             chats = [
                 presence_pb2.ChatDelivery(chat_id=c, max_seq=s) for c, s in self._delivered.items()
             ]
             self._delivered.clear()
-            ack = presence_service_pb2.AckUpdatesRequest(max_pts=self.pts or 0, chats=chats[:100])
+            ack = presence_service_pb2.AckUpdatesRequest(max_pts=self.pts, chats=chats[:100])
             frame = frames_pb2.ClientFrame(request_id=0, ack_updates=ack)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self._ws.send_bytes(frame.SerializeToString())
-                self._acked_pts = self.pts or 0
+                self._acked_pts = self.pts
 
 
 def _decode(msg: aiohttp.WSMessage) -> frames_pb2.ServerFrame | None:
