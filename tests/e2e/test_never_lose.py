@@ -35,7 +35,7 @@ def _ids(updates: list[object]) -> list[int]:
 
 
 async def test_offline_device_catches_up_exactly(cluster: Cluster) -> None:
-    """B offline while 100 messages, edits and reads happen: catch-up returns exactly those."""
+    """B offline during 100 sends, edits, deletes and reads: catch-up returns exactly those."""
     ann, bob, cid = await _accounts(cluster, "ann", "bob", "cid")
     async with RestClient(cluster.gateways[0]) as rest:
         chats = [await rest.direct_chat(ann.access_token, bob.user_id)]
@@ -56,6 +56,8 @@ async def test_offline_device_catches_up_exactly(cluster: Cluster) -> None:
         acks = [await a.send_text(chats[i % 5]["id"], f"m{i}") for i in range(100)]
         for i, ack in enumerate(acks[:5]):
             await a.request("edit_message", _edit(chats[i % 5]["id"], ack.message_id, "edited"))
+        for i, ack in enumerate(acks[95:]):  # the last five, one per chat, deleted for all
+            await a.request("delete_messages", _delete(chats[(95 + i) % 5]["id"], ack.message_id))
         for chat in chats:
             await laptop.read_history(chat["id"], 10)
     expected_pts = await _log_since(cluster, bob.access_token, start_pts, limit=0)
@@ -72,14 +74,23 @@ async def test_offline_device_catches_up_exactly(cluster: Cluster) -> None:
         assert sorted(set(_ids(got))) == sorted(ack.message_id for ack in acks)
         assert len(_ids(got)) == len(set(_ids(got))) == 100, "no duplicate"
         kinds = [u.WhichOneof("update") for u in got]
-        assert (100, 5, 5) == (
+        assert (100, 5, 5, 5) == (
             kinds.count("new_message"),
             kinds.count("message_edited"),
+            kinds.count("messages_deleted"),
             kinds.count("read_inbox"),
         )
         assert [(u.pts, u.WhichOneof("update")) for u in got] == expected_pts
     finally:
         await phone.close()
+
+
+def _delete(chat_id: int, message_id: int) -> object:
+    from minitg.chat.v1 import chat_service_pb2
+
+    return chat_service_pb2.DeleteMessagesRequest(
+        chat_id=chat_id, message_ids=[message_id], for_everyone=True
+    )
 
 
 def _edit(chat_id: int, message_id: int, text: str) -> object:
@@ -196,3 +207,25 @@ async def test_broker_restart_while_messages_flow(tmp_path: Path) -> None:
                 _assert_exactly_once_in_order(got, acked)
     finally:
         await asyncio.to_thread(broker.remove)
+
+
+async def test_history_pages_are_stable_under_concurrent_sends(cluster: Cluster) -> None:
+    """250 messages paged back by 100 through the gateway: 100, 100, 50, then no token."""
+    ann, bob = await _accounts(cluster, "ann", "bob")
+    async with RestClient(cluster.gateways[1]) as rest:
+        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+        async with MinitgClient(cluster.ws(0), ann.access_token) as a:
+            for i in range(250):
+                await a.send_text(chat["id"], f"h{i}")
+            pages: list[list[int]] = []
+            query: dict[str, object] = {"page_size": 100, "before_seq": 251}
+            while True:  # backwards from the newest of the 250, while new ones keep arriving
+                page = await rest.history(ann.access_token, chat["id"], **query)
+                pages.append([m["seq"] for m in page["messages"]])
+                await a.send_text(chat["id"], "meanwhile")
+                if not page["prev_page_token"]:  # older pages are "prev" in the API
+                    break
+                query = {"page_size": 100, "page_token": page["prev_page_token"]}
+        assert [100, 100, 50] == [len(p) for p in pages]
+        assert list(range(1, 251)) == sorted(seq for page in pages for seq in page)
+        assert all(page == sorted(page) for page in pages), "each page in ascending seq"
