@@ -8,6 +8,7 @@ the recipient's own frame without re-encoding the message body per recipient.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -16,10 +17,11 @@ from minitg.chat.v1 import delivery_pb2
 from minitg.gateway.v1 import frames_pb2
 from opentelemetry.trace import SpanKind
 
-from gateway.ws_hub import Hub
+from gateway.ws_hub import CloseCode, Hub
 from svckit import metrics, tracing
 from svckit.logs import bind_request_id
-from svckit.ports import Delivery
+from svckit.ports import BusError, Delivery, MessageBus
+from svckit.registry import ConnectionRegistry
 
 log = logging.getLogger("minitg.gateway.delivery")
 
@@ -34,6 +36,7 @@ class DeliveryConsumer:
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
+        self._closing: set[asyncio.Future[None]] = set()
 
     async def handle(self, delivery: Delivery) -> None:
         batch = delivery_pb2.DeliveryBatch()
@@ -58,6 +61,16 @@ class DeliveryConsumer:
         kind = item.WhichOneof("event")
         if kind is None:
             return  # a newer event type this gateway does not know
+        if kind == "session_ended":
+            ended = item.session_ended
+            self._closing.add(
+                asyncio.ensure_future(
+                    self._hub.close_session(
+                        ended.session_id, CloseCode.CLOSE_CODE_SESSION_REVOKED, "signed out"
+                    )
+                )
+            )
+            return
         shared = frames_pb2.ServerFrame(**{kind: getattr(item, kind)}).SerializeToString()
         date_ms = item.update.date_ms if kind == "update" else 0
         for recipient in item.recipients:
@@ -72,3 +85,18 @@ class DeliveryConsumer:
                 metrics.DELIVERY_PUSHED.inc()
                 if date_ms:
                     metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - date_ms / 1000))
+
+
+async def announce_session_end(
+    bus: MessageBus, registry: ConnectionRegistry, user_id: int, session_id: str
+) -> None:
+    """Tell every pod holding a connection of ``user_id`` to close ``session_id`` (4001)."""
+    item = delivery_pb2.DeliveryItem(
+        session_ended=delivery_pb2.SessionEnded(session_id=session_id, reason="SESSION_REVOKED")
+    )
+    body = delivery_pb2.DeliveryBatch(items=[item]).SerializeToString()
+    for pod in await registry.pods_of([user_id]):
+        try:
+            await bus.publish(pod, body)
+        except BusError:
+            log.warning("could not tell pod %s that session %s ended", pod, session_id)

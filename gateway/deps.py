@@ -14,7 +14,7 @@ from svckit.config import Config
 from svckit.errors import Unauthenticated
 from svckit.ports import HotState, MessageBus
 
-SessionHook = Callable[[str], Awaitable[None]]
+SessionHook = Callable[[int, str], Awaitable[None]]
 
 
 class GatewayAuth:
@@ -49,10 +49,10 @@ class GatewayDeps:
     draining: bool = False
     session_hooks: list[SessionHook] = field(default_factory=list)
 
-    async def on_session_revoked(self, session_id: str) -> None:
-        """Tell interested parts (the WebSocket hub) that a session just ended."""
+    async def on_session_revoked(self, user_id: int, session_id: str) -> None:
+        """Tell interested parts (the WebSocket hubs of every pod) that a session ended."""
         for hook in self.session_hooks:
-            await hook(session_id)
+            await hook(user_id, session_id)
 
 
 DEPS = web.AppKey("deps", GatewayDeps)

@@ -121,7 +121,7 @@ async def logout(request: web.Request) -> web.Response:
     principal = await deps.authn.from_headers(request)
     await deps.clients.auth.Logout(auth_service_pb2.LogoutRequest(), metadata=principal.metadata())
     deps.authn.forget_session(principal.session_id)
-    await deps.on_session_revoked(principal.session_id)
+    await deps.on_session_revoked(principal.user_id, principal.session_id)
     response = web.Response(status=204)
     response.del_cookie(REFRESH_COOKIE, path=COOKIE_PATH)
     return response
@@ -151,13 +151,14 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def revoke_session(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
+    principal = await deps.authn.from_headers(request)
     session_id = request.match_info["session_id"]
     await deps.clients.auth.RevokeSession(
         auth_service_pb2.RevokeSessionRequest(session_id=session_id),
-        metadata=forward_token(request),
+        metadata=principal.metadata(),
     )
     deps.authn.forget_session(session_id)
-    await deps.on_session_revoked(session_id)
+    await deps.on_session_revoked(principal.user_id, session_id)
     return web.Response(status=204)
 
 

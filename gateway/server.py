@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.clients import ServiceClients
-from gateway.delivery import DeliveryConsumer, queue_name
+from gateway.delivery import DeliveryConsumer, announce_session_end, queue_name
 from gateway.deps import GatewayAuth, GatewayDeps
 from gateway.presence_reporter import PresenceReporter
 from gateway.ratelimit import RateLimiter
@@ -57,8 +57,9 @@ class GatewayRole:
             hub, Dispatcher(deps.clients, authenticator, cfg.messaging.max_in_flight_per_connection)
         )
 
-        async def close_session(session_id: str) -> None:
+        async def close_session(user_id: int, session_id: str) -> None:
             await hub.close_session(session_id, CloseCode.CLOSE_CODE_SESSION_REVOKED, "signed out")
+            await announce_session_end(deps.bus, registry, user_id, session_id)
 
         deps.session_hooks.append(close_session)
         subscription = await deps.bus.subscribe(
@@ -68,7 +69,12 @@ class GatewayRole:
         metrics.DELIVERY_CONSUMERS.set(1)
         stack.callback(metrics.DELIVERY_CONSUMERS.set, 0)
         maintenance = Maintenance(
-            hub, registry, reporter, authenticator, cfg.messaging.heartbeat_seconds
+            hub,
+            registry,
+            reporter,
+            authenticator,
+            cfg.messaging.heartbeat_seconds,
+            cfg.messaging.session_recheck_seconds,
         )
         self._background(reporter.run(), maintenance.run())
         stack.push_async_callback(reporter.flush)

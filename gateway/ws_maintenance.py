@@ -1,16 +1,19 @@
 """The heartbeat of a gateway pod: registry refresh, presence heartbeats, token checks.
 
 Every heartbeat interval it refreshes this pod's registry entries (so they outlive their
-TTL only while the pod lives), tells presence the connections are alive, and re-checks each
-connection's token: a revoked session is closed with 4001, an expired token (no RenewToken
-in time) with 4003. The socket-level ping/pong that drops dead peers is aiohttp's
-``heartbeat`` on each socket.
+TTL only while the pod lives), tells presence the connections are alive, and closes
+connections whose access token expired without a RenewToken (4003) — a local check.
+Sign-outs done through any gateway reach every pod at once (a SessionEnded delivery);
+revocations the auth service decides alone (refresh-token reuse) are caught by asking it
+again every ``recheck`` seconds per connection, spread over time, instead of on every beat.
+The socket-level ping/pong that drops dead peers is aiohttp's ``heartbeat``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from gateway.presence_reporter import PresenceReporter
 from gateway.ws_hub import CloseCode, Connection, Hub
@@ -21,6 +24,7 @@ from svckit.registry import ConnectionRegistry
 log = logging.getLogger("minitg.gateway.ws")
 
 CHECK_CONCURRENCY = 32
+EXPIRY_LEEWAY = 30.0  # seconds, as token verification allows
 
 
 class Maintenance:
@@ -33,9 +37,10 @@ class Maintenance:
         reporter: PresenceReporter,
         authenticator: Authenticator,
         interval: float,
+        recheck: float,
     ) -> None:
         self._hub, self._registry, self._reporter = hub, registry, reporter
-        self._authn, self._interval = authenticator, interval
+        self._authn, self._interval, self._recheck = authenticator, interval, recheck
         self._slots = asyncio.Semaphore(CHECK_CONCURRENCY)
 
     async def run(self) -> None:
@@ -50,9 +55,15 @@ class Maintenance:
         conns = self._hub.connections()
         await self._registry.refresh(self._hub.user_ids(), self._hub.pod_id)
         self._reporter.heartbeat(conns)
-        await asyncio.gather(*(self._check(c) for c in conns))
+        now, wall = time.monotonic(), time.time()
+        expired = [c for c in conns if c.token_exp and wall > c.token_exp + EXPIRY_LEEWAY]
+        for conn in expired:
+            await conn.close(CloseCode.CLOSE_CODE_TOKEN_EXPIRED, "access token expired")
+        due = [c for c in conns if c not in expired and now - c.last_checked >= self._recheck]
+        await asyncio.gather(*(self._check(c, now) for c in due))
 
-    async def _check(self, conn: Connection) -> None:
+    async def _check(self, conn: Connection, now: float) -> None:
+        conn.last_checked = now
         async with self._slots:
             try:
                 await self._authn.authenticate(conn.principal.token)

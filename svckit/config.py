@@ -126,6 +126,7 @@ class MessagingConfig:
     member_cache_seconds: float
     registry_ttl_seconds: float
     heartbeat_seconds: float
+    session_recheck_seconds: float
     typing_ttl_seconds: float
     watermark_flush_seconds: float
     presence_debounce_seconds: float
@@ -278,6 +279,7 @@ def _messaging(env: Env) -> MessagingConfig:
         member_cache_seconds=env.get("MINITG_MEMBER_CACHE_SECONDS", "60", non_negative),
         registry_ttl_seconds=env.get("MINITG_REGISTRY_TTL_SECONDS", "90", positive),
         heartbeat_seconds=env.get("MINITG_HEARTBEAT_SECONDS", "30", positive),
+        session_recheck_seconds=env.get("MINITG_SESSION_RECHECK_SECONDS", "300", positive),
         typing_ttl_seconds=env.get("MINITG_TYPING_TTL_SECONDS", "6", positive),
         watermark_flush_seconds=env.get("MINITG_WATERMARK_FLUSH_SECONDS", "0.05", positive),
         presence_debounce_seconds=env.get("MINITG_PRESENCE_DEBOUNCE_SECONDS", "2", non_negative),

@@ -203,3 +203,17 @@ async def _abuse(ws_base: str, token: str, payload: bytes | str) -> int:
                 return int(msg.data)
             if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 return int(ws.close_code or 1006)
+
+
+async def test_logout_closes_the_socket_on_another_gateway(cluster: Cluster) -> None:
+    """Signing out through one gateway closes that device's socket on the other with 4001."""
+    (ann,) = await _accounts(cluster, "ann")
+    async with MinitgClient(cluster.ws(1), ann.access_token) as a:
+        async with RestClient(cluster.gateways[0]) as rest:
+            await rest.call("POST", "/v1/auth/logout", token=ann.access_token)
+        for _ in range(50):  # far less than a heartbeat interval (30 s)
+            if a.close_code is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert 4001 == a.close_code
+        assert a.goodbye is not None and "SESSION_REVOKED" == a.goodbye.reason

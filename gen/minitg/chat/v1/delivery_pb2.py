@@ -26,7 +26,7 @@ from minitg.chat.v1 import updates_pb2 as minitg_dot_chat_dot_v1_dot_updates__pb
 from minitg.presence.v1 import presence_pb2 as minitg_dot_presence_dot_v1_dot_presence__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dminitg/chat/v1/delivery.proto\x12\x0eminitg.chat.v1\x1a\x1cminitg/chat/v1/updates.proto\x1a!minitg/presence/v1/presence.proto\"\xe1\x01\n\rDeliveryBatch\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.minitg.chat.v1.DeliveryItem\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nsent_at_ms\x18\x03 \x01(\x03\x12\x46\n\rtrace_context\x18\x04 \x03(\x0b\x32/.minitg.chat.v1.DeliveryBatch.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd7\x02\n\x0c\x44\x65liveryItem\x12(\n\x06update\x18\x01 \x01(\x0b\x32\x16.minitg.chat.v1.UpdateH\x00\x12?\n\x10presence_changed\x18\x02 \x01(\x0b\x32#.minitg.presence.v1.PresenceChangedH\x00\x12;\n\x0etyping_changed\x18\x03 \x01(\x0b\x32!.minitg.presence.v1.TypingChangedH\x00\x12\x43\n\x12messages_delivered\x18\x04 \x01(\x0b\x32%.minitg.presence.v1.MessagesDeliveredH\x00\x12\x35\n\nrecipients\x18\x05 \x03(\x0b\x32!.minitg.chat.v1.DeliveryRecipient\x12\x1a\n\x12\x65xclude_session_id\x18\x06 \x01(\tB\x07\n\x05\x65vent\"K\n\x11\x44\x65liveryRecipient\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12%\n\x05patch\x18\x02 \x01(\x0b\x32\x16.minitg.chat.v1.Updateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dminitg/chat/v1/delivery.proto\x12\x0eminitg.chat.v1\x1a\x1cminitg/chat/v1/updates.proto\x1a!minitg/presence/v1/presence.proto\"\xe1\x01\n\rDeliveryBatch\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.minitg.chat.v1.DeliveryItem\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nsent_at_ms\x18\x03 \x01(\x03\x12\x46\n\rtrace_context\x18\x04 \x03(\x0b\x32/.minitg.chat.v1.DeliveryBatch.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8e\x03\n\x0c\x44\x65liveryItem\x12(\n\x06update\x18\x01 \x01(\x0b\x32\x16.minitg.chat.v1.UpdateH\x00\x12?\n\x10presence_changed\x18\x02 \x01(\x0b\x32#.minitg.presence.v1.PresenceChangedH\x00\x12;\n\x0etyping_changed\x18\x03 \x01(\x0b\x32!.minitg.presence.v1.TypingChangedH\x00\x12\x43\n\x12messages_delivered\x18\x04 \x01(\x0b\x32%.minitg.presence.v1.MessagesDeliveredH\x00\x12\x35\n\rsession_ended\x18\x07 \x01(\x0b\x32\x1c.minitg.chat.v1.SessionEndedH\x00\x12\x35\n\nrecipients\x18\x05 \x03(\x0b\x32!.minitg.chat.v1.DeliveryRecipient\x12\x1a\n\x12\x65xclude_session_id\x18\x06 \x01(\tB\x07\n\x05\x65vent\"K\n\x11\x44\x65liveryRecipient\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12%\n\x05patch\x18\x02 \x01(\x0b\x32\x16.minitg.chat.v1.Update\"2\n\x0cSessionEnded\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,7 +40,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELIVERYBATCH_TRACECONTEXTENTRY']._serialized_start=289
   _globals['_DELIVERYBATCH_TRACECONTEXTENTRY']._serialized_end=340
   _globals['_DELIVERYITEM']._serialized_start=343
-  _globals['_DELIVERYITEM']._serialized_end=686
-  _globals['_DELIVERYRECIPIENT']._serialized_start=688
-  _globals['_DELIVERYRECIPIENT']._serialized_end=763
+  _globals['_DELIVERYITEM']._serialized_end=741
+  _globals['_DELIVERYRECIPIENT']._serialized_start=743
+  _globals['_DELIVERYRECIPIENT']._serialized_end=818
+  _globals['_SESSIONENDED']._serialized_start=820
+  _globals['_SESSIONENDED']._serialized_end=870
 # @@protoc_insertion_point(module_scope)

@@ -102,6 +102,7 @@ class DeliveryItem(_message.Message):
     PRESENCE_CHANGED_FIELD_NUMBER: _builtins.int
     TYPING_CHANGED_FIELD_NUMBER: _builtins.int
     MESSAGES_DELIVERED_FIELD_NUMBER: _builtins.int
+    SESSION_ENDED_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
     EXCLUDE_SESSION_ID_FIELD_NUMBER: _builtins.int
     exclude_session_id: _builtins.str
@@ -123,6 +124,10 @@ class DeliveryItem(_message.Message):
         """A delivery receipt, pushed unchanged to every recipient."""
 
     @_builtins.property
+    def session_ended(self) -> Global___SessionEnded:
+        """A session that was just signed out or revoked: the pod closes that session's connection with close code 4001 instead of pushing anything; recipients are ignored."""
+
+    @_builtins.property
     def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryRecipient]:
         """The users to push the event to; the gateway pushes it to each of their connections on this pod."""
 
@@ -133,14 +138,15 @@ class DeliveryItem(_message.Message):
         presence_changed: _presence_pb2.PresenceChanged | None = ...,
         typing_changed: _presence_pb2.TypingChanged | None = ...,
         messages_delivered: _presence_pb2.MessagesDelivered | None = ...,
+        session_ended: Global___SessionEnded | None = ...,
         recipients: _abc.Iterable[Global___DeliveryRecipient] | None = ...,
         exclude_session_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "messages_delivered", b"messages_delivered", "presence_changed", b"presence_changed", "typing_changed", b"typing_changed", "update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "messages_delivered", b"messages_delivered", "presence_changed", b"presence_changed", "session_ended", b"session_ended", "typing_changed", b"typing_changed", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "exclude_session_id", b"exclude_session_id", "messages_delivered", b"messages_delivered", "presence_changed", b"presence_changed", "recipients", b"recipients", "typing_changed", b"typing_changed", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "exclude_session_id", b"exclude_session_id", "messages_delivered", b"messages_delivered", "presence_changed", b"presence_changed", "recipients", b"recipients", "session_ended", b"session_ended", "typing_changed", b"typing_changed", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["update", "presence_changed", "typing_changed", "messages_delivered"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["update", "presence_changed", "typing_changed", "messages_delivered", "session_ended"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -181,3 +187,31 @@ class DeliveryRecipient(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeliveryRecipient: _TypeAlias = DeliveryRecipient  # noqa: Y015
+
+@_typing.final
+class SessionEnded(_message.Message):
+    """A session (device) that has ended, sent by the gateway pod that handled the sign-out to
+    every pod holding a connection of that user, so the socket closes at once everywhere.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session whose connection must close; session ids are unique across users."""
+    reason: _builtins.str
+    """Why it ended, as the Goodbye reason the client gets (for example SESSION_REVOKED)."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionEnded: _TypeAlias = SessionEnded  # noqa: Y015
