@@ -9,6 +9,7 @@ Error frames with the service's reason; the connection stays open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import grpc
 from minitg.gateway.v1 import frames_pb2
+from minitg.presence.v1 import presence_pb2, presence_service_pb2
 from opentelemetry.trace import SpanKind
 
 from gateway.clients import ServiceClients
@@ -127,7 +129,16 @@ class Dispatcher:
     async def _send_message(self, conn: Connection, request: Any) -> frames_pb2.Result:
         async with conn.send_lock:
             reply = await self._clients.chat.SendMessage(request, metadata=self._md(conn))
+        if conn.typing.pop(request.chat_id, None) is not None:
+            await self._stop_typing(conn, request.chat_id)  # sending ends "typing…"
         return frames_pb2.Result(send_message=reply)
+
+    async def _stop_typing(self, conn: Connection, chat_id: int) -> None:
+        cancel = presence_service_pb2.SetTypingRequest(
+            chat_id=chat_id, action=presence_pb2.TYPING_ACTION_CANCEL
+        )
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self._clients.presence.SetTyping(cancel, metadata=self._md(conn))
 
     async def _ack_updates(self, conn: Connection, request: Any) -> frames_pb2.Result:
         request.session_id = ""  # the service takes the device from the token
@@ -136,6 +147,10 @@ class Dispatcher:
 
     async def _set_typing(self, conn: Connection, request: Any) -> frames_pb2.Result:
         reply = await self._clients.presence.SetTyping(request, metadata=self._md(conn))
+        if request.action == presence_pb2.TYPING_ACTION_TYPING:
+            conn.typing[request.chat_id] = time.monotonic()
+        else:
+            conn.typing.pop(request.chat_id, None)
         return frames_pb2.Result(set_typing=reply)
 
     async def _read_history(self, conn: Connection, request: Any) -> frames_pb2.Result:

@@ -57,6 +57,7 @@ class Connection:
         self.closing = False
         self.closed_done = asyncio.Event()  # set once close() has finished its handshake
         self.send_lock = asyncio.Lock()  # one device's sends commit in the order received
+        self.typing: dict[int, float] = {}  # chat id -> when this device last said "typing"
         self._closer: asyncio.Future[None] | None = None
 
     @property

@@ -136,8 +136,10 @@ Global___PresenceChanged: _TypeAlias = PresenceChanged  # noqa: Y015
 class TypingChanged(_message.Message):
     """A member of one of the recipient's chats started or stopped typing; pushed to the chat's other members that are online.
 
-    Clients also clear a user's typing indicator when a NewMessage from that user arrives in
-    that chat, and when expires_in_ms elapses without a renewal.
+    The server sends the stop (expires_in_ms 0) when the typist sends a message from the
+    device that was typing or disconnects; clients also clear a user's indicator when a
+    NewMessage from that user arrives in that chat, and when expires_in_ms elapses without
+    a renewal.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
