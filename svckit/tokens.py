@@ -120,7 +120,7 @@ class TokenVerifier:
         self, keys: KeyLookup, *, issuer: str, audience: str, leeway_seconds: int = 30
     ) -> None:
         self._keys, self._issuer, self._audience = keys, issuer, audience
-        self._leeway = leeway_seconds
+        self.leeway = leeway_seconds
 
     def kid_of(self, token: str) -> str:
         """The token's key id (unverified), or raise TOKEN_INVALID when it has none."""
@@ -155,7 +155,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"access token rejected: {exc}", reason="TOKEN_INVALID") from None
-        return _claims(claims, now, self._leeway)
+        return _claims(claims, now, self.leeway)
 
 
 def _header(token: str) -> dict[str, Any]:
