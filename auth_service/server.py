@@ -17,6 +17,7 @@ from auth_service.service import AuthUseCases
 from svckit.authn import Authenticator
 from svckit.backends import EmbeddedBackends
 from svckit.config import Config
+from svckit.revocations import open_revocations
 from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
 
 SERVICE_NAME = "minitg.auth.v1.AuthService"
@@ -30,7 +31,10 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
     )
     hasher = PasswordHasher(cfg.auth.bcrypt_cost)
     stack.callback(hasher.close)
-    cases = AuthUseCases(AccountStore(backends.database), hasher, keys, cfg.auth)
+    revocations = await open_revocations(cfg, backends.embedded, stack)
+    cases = AuthUseCases(
+        AccountStore(backends.database), hasher, keys, cfg.auth, on_revoke=revocations.add
+    )
 
     async def local_jwks() -> Sequence[Mapping[str, str]]:
         return cases.jwks()
@@ -57,7 +61,7 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
 SPEC = ServiceSpec(
     role="auth",
     service_name=SERVICE_NAME,
-    uses=frozenset({"database"}),
+    uses=frozenset({"database", "hot_state"}),
     migrations_package="auth_service",
     build_servicer=build_servicer,
 )

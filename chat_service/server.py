@@ -22,6 +22,7 @@ from svckit.backends import EmbeddedBackends, open_hot_state
 from svckit.config import Config
 from svckit.grpc_server import open_channel
 from svckit.registry import ConnectionRegistry, registry_namespace
+from svckit.revocations import open_revocations
 from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
 
 SERVICE_NAME = "minitg.chat.v1.ChatService"
@@ -35,7 +36,8 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
     auth_channel = open_channel(cfg.auth_target, timeout=cfg.rpc_timeout_seconds)
     stack.push_async_callback(auth_channel.close, None)
     auth_stub = auth_service_pb2_grpc.AuthServiceStub(auth_channel)
-    authn = remote_authenticator(auth_stub, cfg.auth)
+    revocations = await open_revocations(cfg, backends.embedded, stack)
+    authn = remote_authenticator(auth_stub, cfg.auth, revocations)
 
     registry_state = await open_hot_state(
         cfg.redis_url, registry_namespace(cfg.redis_prefix), embedded=backends.embedded

@@ -25,6 +25,7 @@ from svckit.auth_client import remote_authenticator
 from svckit.backends import EmbeddedBackends, open_bus, open_hot_state
 from svckit.config import Config
 from svckit.registry import ConnectionRegistry, registry_namespace
+from svckit.revocations import open_revocations
 
 
 class GatewayRole:
@@ -92,12 +93,13 @@ class GatewayRole:
         stack.push_async_callback(bus.close)
         clients = ServiceClients(cfg)
         stack.push_async_callback(clients.close)
+        revocations = await open_revocations(cfg, self._embedded, stack)
         self._deps = GatewayDeps(
             cfg=cfg,
             clients=clients,
             hot_state=hot_state,
             bus=bus,
-            authn=GatewayAuth(remote_authenticator(clients.auth, cfg.auth)),
+            authn=GatewayAuth(remote_authenticator(clients.auth, cfg.auth, revocations)),
             limiter=RateLimiter(hot_state, cfg.rates),
         )
         return self._deps
@@ -119,7 +121,8 @@ class GatewayRole:
             app, access_log=None, shutdown_timeout=cfg.shutdown_grace_seconds
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.http_addr.host, cfg.http_addr.port)
+        # A deep accept queue: a reconnect storm must queue, not be refused by the kernel.
+        site = web.TCPSite(self._runner, cfg.http_addr.host, cfg.http_addr.port, backlog=4096)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else cfg.http_addr.port

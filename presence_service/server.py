@@ -25,6 +25,7 @@ from svckit.backends import EmbeddedBackends, open_hot_state
 from svckit.config import Config
 from svckit.grpc_server import open_channel
 from svckit.registry import ConnectionRegistry, registry_namespace
+from svckit.revocations import open_revocations
 from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
 
 SERVICE_NAME = "minitg.presence.v1.PresenceService"
@@ -57,7 +58,10 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
     chat_channel = open_channel(cfg.chat_target, timeout=cfg.rpc_timeout_seconds)
     for channel in (auth_channel, chat_channel):
         stack.push_async_callback(channel.close, None)
-    authn = remote_authenticator(auth_service_pb2_grpc.AuthServiceStub(auth_channel), cfg.auth)
+    revocations = await open_revocations(cfg, backends.embedded, stack)
+    authn = remote_authenticator(
+        auth_service_pb2_grpc.AuthServiceStub(auth_channel), cfg.auth, revocations
+    )
     chats = GrpcChatDirectory(
         chat_channel, msg.internal_token, cache_seconds=msg.member_cache_seconds
     )

@@ -13,10 +13,13 @@ from minitg.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 
 from svckit.authn import AUTHORIZATION, Authenticator
 from svckit.config import AuthConfig
+from svckit.revocations import RevocationList
 
 
 def remote_authenticator(
-    stub: auth_service_pb2_grpc.AuthServiceAsyncStub, cfg: AuthConfig
+    stub: auth_service_pb2_grpc.AuthServiceAsyncStub,
+    cfg: AuthConfig,
+    revocations: RevocationList | None = None,
 ) -> Authenticator:
     """An Authenticator that asks the auth service for keys and revocations."""
 
@@ -36,6 +39,11 @@ def remote_authenticator(
         ]
 
     async def revoked(session_id: str, token: str) -> bool:
+        if revocations is not None:
+            try:
+                return await revocations.contains(session_id)
+            except Exception:  # the shared list is unreachable: ask the auth service
+                pass
         reply = await stub.CheckSession(
             auth_service_pb2.CheckSessionRequest(session_id=session_id),
             metadata=((AUTHORIZATION, f"Bearer {token}"),),

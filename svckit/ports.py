@@ -225,6 +225,10 @@ class HotState(Protocol):
         ``ttl`` seconds from now unless refreshed again."""
         ...
 
+    async def expiring_add_many(self, pairs: Sequence[tuple[str, str]], ttl: float) -> None:
+        """``expiring_add`` for many (key, member) pairs in one round trip (a heartbeat)."""
+        ...
+
     async def expiring_remove(self, key: str, member: str) -> None:
         """Remove ``member`` from the expiring set ``key`` now."""
         ...

@@ -11,7 +11,6 @@ of Redis state that crosses a service boundary, and this class is its whole cont
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 
 from svckit.ports import HotState
@@ -36,11 +35,12 @@ class ConnectionRegistry:
         """Record (or refresh) that ``pod_id`` holds a connection of ``user_id``."""
         await self._state.expiring_add(_key(user_id), pod_id, self.ttl)
 
-    async def refresh(self, user_ids: Iterable[int], pod_id: str, *, chunk: int = 500) -> None:
-        """Refresh this pod's entry for many users (the heartbeat), a chunk at a time."""
+    async def refresh(self, user_ids: Iterable[int], pod_id: str, *, chunk: int = 1000) -> None:
+        """Refresh this pod's entry for many users (the heartbeat): one round trip a chunk."""
         ids = list(user_ids)
         for start in range(0, len(ids), chunk):
-            await asyncio.gather(*(self.add(uid, pod_id) for uid in ids[start : start + chunk]))
+            pairs = [(_key(uid), pod_id) for uid in ids[start : start + chunk]]
+            await self._state.expiring_add_many(pairs, self.ttl)
 
     async def remove(self, user_id: int, pod_id: str) -> None:
         """Record that ``pod_id`` holds no connection of ``user_id`` any more."""

@@ -151,6 +151,10 @@ class MemoryHotState:
         entry.expires_at = max(entry.value.values())
         self._store.put(self._key(key), entry)
 
+    async def expiring_add_many(self, pairs: Sequence[tuple[str, str]], ttl: float) -> None:
+        for key, member in pairs:
+            await self.expiring_add(key, member, ttl)
+
     async def expiring_remove(self, key: str, member: str) -> None:
         entry = self._members_entry(key)
         if entry is not None:

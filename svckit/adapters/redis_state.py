@@ -21,6 +21,9 @@ from redis.exceptions import RedisError
 
 from svckit.ports import RateDecision
 
+POOL_SIZE = 32  # connections per process and namespace
+POOL_WAIT_SECONDS = 10.0
+
 # KEYS[1] counter; ARGV[1] amount, ARGV[2] ttl ms (0: none). TTL only on creation.
 _INCR = """
 local created = redis.call('EXISTS', KEYS[1]) == 0
@@ -99,10 +102,18 @@ class RedisHotState:
     @classmethod
     async def connect(cls, url: str, namespace: str) -> RedisHotState:
         """Create a pooled client for ``url``; connections open lazily on first use."""
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30
+        # A blocking pool: callers beyond max_connections wait for a free connection instead
+        # of failing (redis-py's default pool raises MaxConnectionsError, which under a burst
+        # of connects or a heartbeat made registry writes and rate-limit checks fail).
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT_SECONDS,
+            socket_connect_timeout=5,
+            socket_timeout=5,
+            health_check_interval=30,
         )
-        return cls(client, namespace)
+        return cls(redis.Redis(connection_pool=pool), namespace)
 
     def _key(self, key: str) -> str:
         return self.namespace + key
@@ -148,6 +159,17 @@ class RedisHotState:
     async def expiring_add(self, key: str, member: str, ttl: float) -> None:
         await self._expiring_add(keys=[self._key(key)], args=[member, _ms(ttl)])
 
+    async def expiring_add_many(self, pairs: Sequence[tuple[str, str]], ttl: float) -> None:
+        """One pipeline (one round trip) of the add script per pair."""
+        if not pairs:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, member in pairs:
+                await self._expiring_add(
+                    keys=[self._key(key)], args=[member, _ms(ttl)], client=pipe
+                )
+            await pipe.execute()
+
     async def expiring_remove(self, key: str, member: str) -> None:
         await self._client.zrem(self._key(key), member)
 
@@ -186,4 +208,4 @@ class RedisHotState:
 
     async def close(self) -> None:
         """Disconnect every pooled connection."""
-        await self._client.aclose()
+        await self._client.aclose(close_connection_pool=True)

@@ -118,6 +118,17 @@ async def test_expiring_set_refresh(stores: HotStateFactory, state: HotState) ->
     assert set() == await state.expiring_members("online")
 
 
+async def test_expiring_add_many(stores: HotStateFactory, state: HotState) -> None:
+    """expiring_add_many adds and refreshes many pairs at once, each with the TTL."""
+    await state.expiring_add("s1", "old", ttl=SHORT)
+    await state.expiring_add_many([("s1", "a"), ("s2", "b"), ("s1", "old")], ttl=60)
+    await state.expiring_add_many([], ttl=60)
+
+    await stores.advance(SHORT + MARGIN)
+
+    assert [{"a", "old"}, {"b"}] == await state.expiring_members_many(["s1", "s2"])
+
+
 async def test_expiring_members_many(stores: HotStateFactory, state: HotState) -> None:
     """expiring_members_many answers for several sets in order, expiry included."""
     await state.expiring_add("s1", "a", ttl=60)
