@@ -55,7 +55,13 @@ class GatewayRole:
         hub.on_change = reporter.connection_changed
         authenticator = deps.authn.authenticator
         runtime = WsRuntime(
-            hub, Dispatcher(deps.clients, authenticator, cfg.messaging.max_in_flight_per_connection)
+            hub,
+            Dispatcher(
+                deps.clients,
+                authenticator,
+                cfg.messaging.max_in_flight_per_connection,
+                cfg.messaging.max_sends_in_flight,
+            ),
         )
 
         async def close_session(user_id: int, session_id: str) -> None:

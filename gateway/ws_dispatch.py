@@ -60,9 +60,17 @@ class Dispatcher:
     """Turns client frames into service calls and their replies into server frames."""
 
     def __init__(
-        self, clients: ServiceClients, authenticator: Authenticator, max_in_flight: int
+        self,
+        clients: ServiceClients,
+        authenticator: Authenticator,
+        max_in_flight: int,
+        max_sends: int = 1024,
     ) -> None:
         self._clients, self._authn, self._max_in_flight = clients, authenticator, max_in_flight
+        # Admission control: past this many sends awaiting the chat service on this pod,
+        # new sends are refused at once (RATE_LIMITED, retry soon) instead of queueing into
+        # deadlines that expire after the database has done the work anyway.
+        self._max_sends, self._sends = max_sends, 0
         self._handlers: dict[str, Callable[[Connection, Any], Awaitable[frames_pb2.Result]]] = {
             "send_message": self._send_message,
             "ack_updates": self._ack_updates,
@@ -104,9 +112,26 @@ class Dispatcher:
             )  # fmt: skip
             conn.push(error_frame(rid, details), "error")
             return None
+        if kind == "send_message" and self._sends >= self._max_sends:
+            details = ErrorDetails(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED",
+                "the server is busy; retry shortly", {"retry_after_ms": "200"},
+            )  # fmt: skip
+            conn.push(error_frame(rid, details), "error")
+            metrics.SENDS_SHED.inc()
+            return None
         if kind == "get_difference":
             return self._get_difference(conn, frame.get_difference, rid)
+        if kind == "send_message":
+            self._sends += 1  # reserved now, released when the reply is out
+            return self._counted(self._run(conn, kind, frame.send_message, rid))
         return self._run(conn, kind, getattr(frame, kind), rid)
+
+    async def _counted(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        finally:
+            self._sends -= 1
 
     async def _run(self, conn: Connection, kind: str, request: Any, rid: int) -> None:
         bind_request_id(None)

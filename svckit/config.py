@@ -132,6 +132,7 @@ class MessagingConfig:
     presence_debounce_seconds: float
     max_frame_bytes: int
     max_in_flight_per_connection: int
+    max_sends_in_flight: int
     allowed_origins: tuple[str, ...]
     internal_token: str
 
@@ -285,6 +286,7 @@ def _messaging(env: Env) -> MessagingConfig:
         presence_debounce_seconds=env.get("MINITG_PRESENCE_DEBOUNCE_SECONDS", "2", non_negative),
         max_frame_bytes=env.get("MINITG_MAX_FRAME_BYTES", str(64 * 1024), positive_int),
         max_in_flight_per_connection=env.get("MINITG_MAX_IN_FLIGHT", "64", positive_int),
+        max_sends_in_flight=env.get("MINITG_MAX_SENDS_IN_FLIGHT", "1024", positive_int),
         allowed_origins=env.get("MINITG_ALLOWED_ORIGINS", "", origins),
         internal_token=env.secret_text("MINITG_INTERNAL_TOKEN", EMBEDDED_INTERNAL_TOKEN),
     )

@@ -134,6 +134,11 @@ def _wrap_unary(behavior: Any, service: str, method: str) -> Any:
         parent = tracing.parent_from(context.invocation_metadata())
         with tracing.span(f"{service}/{method}", SpanKind.SERVER, parent, _rpc(service, method)):
             try:
+                remaining = context.time_remaining()
+                if remaining is not None and remaining <= 0:
+                    # The caller has given up: do not spend a database round trip on it.
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED
+                    await context.abort(code, "deadline exceeded before the call started")
                 result = behavior(request, context)
                 return await result if inspect.isawaitable(result) else result
             except aio.AbortError:

@@ -82,6 +82,10 @@ DELIVERY_CONSUMERS = Gauge(
 DELIVERY_PUSHED = Counter(
     "minitg_delivery_pushed_total", "Frames pushed to local sockets from delivery batches."
 )
+SENDS_SHED = Counter(
+    "minitg_ws_sends_shed_total",
+    "Sends a gateway refused with RATE_LIMITED because too many were already in flight.",
+)
 PASSWORD_CHECKS = Counter(
     "minitg_auth_password_checks_total",
     "bcrypt password verifications; unknown emails are checked against a decoy, so they count too.",

@@ -270,3 +270,27 @@ async def test_shutdown_says_goodbye_with_1001(shape: str, tmp_path: Path) -> No
         assert 1001 == code
         assert ["SERVER_SHUTTING_DOWN"] == [g.reason for g in goodbyes]
         assert 0 < goodbyes[0].reconnect_after_ms <= 5000
+
+
+async def test_overload_sheds_sends_with_rate_limited(shape: str, tmp_path: Path) -> None:
+    """Past the pod's in-flight send bound, sends are refused at once, retryably."""
+    from tgclient.errors import RequestFailed
+
+    env = ENV | {"MINITG_MAX_SENDS_IN_FLIGHT": "1"}
+    async with running_system(shape, tmp_path / "shed", env=env) as sys2:
+        async with RestClient(sys2.http_url) as rest:
+            ann, bob = await accounts(rest, "ann", "bob")
+            chat = await rest.direct_chat(ann.access_token, bob.user_id)
+        async with clients(sys2, ann) as (a,):
+            sends = [a.request("send_message", _send(chat["id"], f"m{i}")) for i in range(10)]
+            outcomes = await asyncio.gather(*sends, return_exceptions=True)
+        shed = [o for o in outcomes if isinstance(o, RequestFailed)]
+        assert shed, "some sends were refused"
+        assert {("RATE_LIMITED", True)} == {(o.reason, o.retryable) for o in shed}
+        assert any(not isinstance(o, BaseException) for o in outcomes), "and some went through"
+
+
+def _send(chat_id: int, text: str) -> chat_service_pb2.SendMessageRequest:
+    return chat_service_pb2.SendMessageRequest(
+        chat_id=chat_id, client_msg_id=f"shed-{text}", body=chat_pb2.MessageBody(text=text)
+    )
