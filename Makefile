@@ -73,7 +73,8 @@ pytest: install-dev services
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: install
-	@echo "the load generator arrives with the performance issue"
+	@$(MAKE) --no-print-directory services
+	$(PY) -m load bench --max-seconds 900
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache

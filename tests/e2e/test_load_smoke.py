@@ -1,0 +1,45 @@
+"""The load generator still runs: 100 connections for a few seconds, sane numbers, no timings.
+
+A benchmark asserts nothing about speed in CI; this only keeps ``python -m load`` from
+rotting: it starts an embedded system and the control itself, seeds through the API,
+drives the ``smoke`` preset (direct chats, 50 msg/s, 3 s) and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def test_smoke_scenario_reports_every_message_delivered_once(tmp_path: Path) -> None:
+    """The smoke run ends by itself and reports 100 connections, deliveries, 0 lost, 0 dup."""
+    out = tmp_path / "smoke.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "load", "smoke", "--shape", "embedded", "--control",
+         "--json", str(out), "--max-seconds", "90"],
+        cwd=REPO, capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert 0 == done.returncode, done.stdout + done.stderr
+    control, ours = json.loads(out.read_text())
+    for result in (control, ours):
+        assert 100 == result["connections"]["established"]
+        assert 0 == result["connections"]["failed"]
+        messages = result["messages"]
+        assert messages["acknowledged"] > 0
+        assert messages["delivered"] > 0
+        assert messages["delivered"] >= messages["expected_deliveries"]
+        assert 0 == messages["lost"]
+        assert 0 == messages["duplicated"]
+        assert {"p50", "p95", "p99", "max"} <= set(messages["delivery_ms"])
+        assert "cpu_percent" in next(iter(result["processes"].values()))
+    assert ("control", "embedded") == (control["shape"], ours["shape"])
+    assert ours["ratio_to_control"]["throughput"] > 0
+    assert "| LOST / DUPLICATED |" in done.stdout
