@@ -169,7 +169,7 @@ async def test_retried_send_creates_one_message(cluster: Cluster) -> None:
 
 
 async def test_bad_input_never_takes_a_gateway_down(cluster: Cluster) -> None:
-    """Malformed, oversized and text frames close only their own socket."""
+    """Malformed, oversized, text, unknown and flooding frames affect only their own socket."""
     ann, bob = await _accounts(cluster, "ann", "bob")
     async with RestClient(cluster.gateways[0]) as rest:
         chat = await rest.direct_chat(ann.access_token, bob.user_id)
@@ -179,12 +179,37 @@ async def test_bad_input_never_takes_a_gateway_down(cluster: Cluster) -> None:
         for payload in (b"\xff\x00garbage", b"\x00" * 70_000, "text"):
             codes.append(await _abuse(cluster.ws(0), ann.access_token, payload))
         assert [1007, 1009, 1003] == codes
+        assert 4008 == await _flood(cluster.ws(0), ann.access_token)
         async with MinitgClient(cluster.ws(0), ann.access_token) as a:
+            unknown = frames_pb2.ClientFrame(request_id=77)  # decodes, but no known payload
+            await a._ws.send_bytes(unknown.SerializeToString())  # type: ignore[union-attr]
+            await asyncio.sleep(0.3)
+            assert not a.closed, "an unknown frame is answered with an Error, not a close"
             await a.send_text(chat["id"], "still here")
         assert "still here" == (await b.next_update()).new_message.message.body.text
     for url in cluster.gateways:
         async with aiohttp.ClientSession() as http, http.get(f"{url}/v1/health") as resp:
             assert 200 == resp.status
+
+
+async def _flood(ws_base: str, token: str) -> int:
+    """Send pings far above the allowed frame rate; return the close code the server used."""
+    ping = frames_pb2.ClientFrame(request_id=0, ping=frames_pb2.Ping()).SerializeToString()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{ws_base}/v1/ws", headers={"Authorization": f"Bearer {token}"}) as ws,
+    ):
+        await ws.receive(5)  # Hello
+        for _ in range(3000):
+            if ws.closed:
+                break
+            await ws.send_bytes(ping)
+        while True:
+            msg = await ws.receive(10)
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                return int(msg.data)
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                return int(ws.close_code or 1006)
 
 
 async def _abuse(ws_base: str, token: str, payload: bytes | str) -> int:
