@@ -10,6 +10,7 @@ deadline on every outgoing call that does not set its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -127,28 +128,38 @@ def _code_of(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+@contextlib.asynccontextmanager
+async def _served(service: str, method: str, context: Context) -> AsyncIterator[None]:
+    """Everything around one call: request id, span, metrics, error mapping, deadline."""
+    scope = _CallScope(service, method, context)
+    code = grpc.StatusCode.OK
+    parent = tracing.parent_from(context.invocation_metadata())
+    with tracing.span(f"{service}/{method}", SpanKind.SERVER, parent, _rpc(service, method)):
+        try:
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                # The caller has given up: do not spend a database round trip on it.
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                await context.abort(code, "deadline exceeded before the call started")
+            yield
+        except aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            code = _code_of(exc)
+            await scope.fail(exc)
+        finally:
+            scope.finish(code)
+
+
 def _wrap_unary(behavior: Any, service: str, method: str) -> Any:
     async def handle(request: Any, context: Context) -> Any:
-        scope = _CallScope(service, method, context)
-        code = grpc.StatusCode.OK
-        parent = tracing.parent_from(context.invocation_metadata())
-        with tracing.span(f"{service}/{method}", SpanKind.SERVER, parent, _rpc(service, method)):
-            try:
-                remaining = context.time_remaining()
-                if remaining is not None and remaining <= 0:
-                    # The caller has given up: do not spend a database round trip on it.
-                    code = grpc.StatusCode.DEADLINE_EXCEEDED
-                    await context.abort(code, "deadline exceeded before the call started")
-                result = behavior(request, context)
-                return await result if inspect.isawaitable(result) else result
-            except aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                code = _code_of(exc)
-                await scope.fail(exc)
-            finally:
-                scope.finish(code)
+        async with _served(service, method, context):
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
 
     return handle
 
@@ -158,21 +169,9 @@ def _wrap_stream(behavior: Any, service: str, method: str) -> Any:
         return _wrap_unary(behavior, service, method)  # a handler that uses context.write
 
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
-        scope = _CallScope(service, method, context)
-        code = grpc.StatusCode.OK
-        parent = tracing.parent_from(context.invocation_metadata())
-        with tracing.span(f"{service}/{method}", SpanKind.SERVER, parent, _rpc(service, method)):
-            try:
-                async for item in behavior(request, context):
-                    yield item
-            except aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                code = _code_of(exc)
-                await scope.fail(exc)
-            finally:
-                scope.finish(code)
+        async with _served(service, method, context):
+            async for item in behavior(request, context):
+                yield item
 
     return handle
 

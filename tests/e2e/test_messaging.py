@@ -204,12 +204,7 @@ async def _flood(ws_base: str, token: str) -> int:
             if ws.closed:
                 break
             await ws.send_bytes(ping)
-        while True:
-            msg = await ws.receive(10)
-            if msg.type == aiohttp.WSMsgType.CLOSE:
-                return int(msg.data)
-            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                return int(ws.close_code or 1006)
+        return await _close_code(ws)
 
 
 async def _abuse(ws_base: str, token: str, payload: bytes | str) -> int:
@@ -222,12 +217,7 @@ async def _abuse(ws_base: str, token: str, payload: bytes | str) -> int:
             await ws.send_str(payload)
         else:
             await ws.send_bytes(payload)
-        while True:
-            msg = await ws.receive(10)
-            if msg.type == aiohttp.WSMsgType.CLOSE:
-                return int(msg.data)
-            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                return int(ws.close_code or 1006)
+        return await _close_code(ws)
 
 
 async def test_logout_closes_the_socket_on_another_gateway(cluster: Cluster) -> None:
@@ -242,3 +232,13 @@ async def test_logout_closes_the_socket_on_another_gateway(cluster: Cluster) -> 
             await asyncio.sleep(0.1)
         assert 4001 == a.close_code
         assert a.goodbye is not None and "SESSION_REVOKED" == a.goodbye.reason
+
+
+async def _close_code(ws: aiohttp.ClientWebSocketResponse) -> int:
+    """Read until the server closes; the code of its close frame."""
+    while True:
+        msg = await ws.receive(10)
+        if msg.type == aiohttp.WSMsgType.CLOSE:
+            return int(msg.data)
+        if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            return int(ws.close_code or 1006)
