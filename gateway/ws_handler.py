@@ -73,8 +73,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     _check_origin(request, deps.cfg.messaging.allowed_origins)
     limits = deps.limiter.limits
     await deps.limiter.hit("ws-upgrade", str(principal.user_id), limits.ws_upgrade_per_user)
+    # No per-socket heartbeat timer (aiohttp's costs a timer and a task per socket per beat):
+    # one pod-wide sweep pings every socket (ws_maintenance), and pongs are read here.
     ws = web.WebSocketResponse(
-        heartbeat=deps.cfg.messaging.heartbeat_seconds,
+        autoping=False,
         max_msg_size=deps.cfg.messaging.max_frame_bytes,
         compress=False,
     )
@@ -115,6 +117,12 @@ async def _read_loop(
             await conn.close(CloseCode.CLOSE_CODE_RATE_LIMITED, "too many frames", 5000)
             return
         allowance -= 1
+        if msg.type == WSMsgType.PONG:
+            conn.last_pong = now
+            continue
+        if msg.type == WSMsgType.PING:
+            await conn.ws.pong(msg.data)
+            continue
         if msg.type == WSMsgType.TEXT:
             await conn.close(CloseCode.CLOSE_CODE_UNSUPPORTED_DATA, "binary frames only")
             return

@@ -51,6 +51,7 @@ class Connection:
     def __init__(self, ws: web.WebSocketResponse, principal: Principal, token_exp: float) -> None:
         self.ws, self.principal, self.token_exp = ws, principal, token_exp
         self.last_seen = time.monotonic()
+        self.last_pong = time.monotonic()  # a WebSocket pong (or the connect) was seen
         self.last_checked = time.monotonic()
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOX_FRAMES)
         self._writer: asyncio.Task[None] | None = None
