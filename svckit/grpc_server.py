@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -136,8 +137,10 @@ async def run_checks(checks: Checks, timeout: float) -> Mapping[str, bool]:
     return dict(zip(names, outcomes, strict=True))
 
 
-def open_channel(target: str, *, timeout: float) -> aio.Channel:
-    """A long-lived channel to a peer service with keepalive and a default deadline."""
+def open_channel(target: str, *, timeout: float, intercepted: bool = True) -> aio.Channel:
+    """A long-lived channel to a peer service with keepalive and a default deadline
+    (``intercepted=False``: the caller adds deadline and metadata itself, see grpc_calls)."""
+    interceptors: Any = [ClientInterceptor(timeout, stream_timeout=timeout * 6)]
     return aio.insecure_channel(
         target,
         options=[
@@ -147,7 +150,7 @@ def open_channel(target: str, *, timeout: float) -> aio.Channel:
             ("grpc.enable_retries", 1),
             ("grpc.service_config", ROUND_ROBIN),
         ],
-        interceptors=[ClientInterceptor(timeout, stream_timeout=timeout * 6)],  # type: ignore[list-item]
+        interceptors=interceptors if intercepted else None,
     )
 
 
