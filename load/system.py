@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from load.procstat import raise_nofile
+from svckit.netports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("LOAD_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -55,12 +55,6 @@ def env_pairs(items: list[str]) -> dict[str, str]:
     """``KEY=VALUE`` items (``--server-env``) as a mapping; only MINITG_* keys count."""
     pairs = [item.partition("=") for item in items]
     return {key: value for key, _, value in pairs if key.startswith("MINITG_")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.processes import MinitgProcess, free_port, minitg, run_minitg, wait_http_ok
+from svckit.netports import free_port
+from tests.e2e.processes import MinitgProcess, minitg, run_minitg, wait_http_ok
 from tests.harness import AMQP_URL, REDIS_URL, drop_redis_prefix, fresh_postgres_database
 
 GRACE = 5.0

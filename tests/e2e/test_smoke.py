@@ -17,7 +17,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.processes import REPO, MinitgProcess, free_port, minitg, run_minitg, wait_http_ok
+from svckit.netports import free_port
+from tests.e2e.processes import REPO, MinitgProcess, minitg, run_minitg, wait_http_ok
 from tests.grpc_probe import health_status, reflected_services
 from tests.harness import AMQP_URL, REDIS_URL, fresh_postgres_database
 
