@@ -19,13 +19,42 @@ from svckit import metrics, tracing
 from svckit.logs import REQUEST_ID_HEADER, request_id_var
 
 
-def _metadata(extra: Any) -> list[tuple[str, str]]:
+def outgoing_metadata(extra: Any) -> list[tuple[str, str]]:
+    """``extra`` plus the current request id (unless given) and trace context."""
     found = list(extra or ())
     rid = request_id_var.get()
-    if rid:
+    if rid and all(key != REQUEST_ID_HEADER for key, _ in found):
         found.append((REQUEST_ID_HEADER, rid))
     found.extend(tracing.carrier().items())
     return found
+
+
+class ClientCallTimer:
+    """Records one outgoing unary call in the client RED metrics (a plain async context
+    manager: cheaper than a generator-based one on the hot path)."""
+
+    __slots__ = ("_rpc", "_service", "_started")
+
+    def __init__(self, service: str, rpc: str) -> None:
+        self._service, self._rpc, self._started = service, rpc, 0.0
+
+    async def __aenter__(self) -> None:
+        self._started = time.perf_counter()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            code = "OK"
+        elif isinstance(exc, aio.AioRpcError):
+            code = exc.code().name
+        elif isinstance(exc, asyncio.CancelledError):
+            code = "CANCELLED"
+        else:
+            code = "UNKNOWN"
+        metrics.GRPC_CLIENT_HANDLED.labels(self._service, self._rpc, code).inc()
+        metrics.GRPC_CLIENT_SECONDS.labels(self._service, self._rpc).observe(
+            time.perf_counter() - self._started
+        )
+        return False
 
 
 class DirectStub:
@@ -48,29 +77,19 @@ class DirectStub:
 
             def stream(request: Any, *, metadata: Any = None, timeout: float | None = None) -> Any:
                 return method(
-                    request, metadata=_metadata(metadata), timeout=timeout or self._stream_timeout
+                    request,
+                    metadata=outgoing_metadata(metadata),
+                    timeout=timeout or self._stream_timeout,
                 )
 
             return stream
-        handled = metrics.GRPC_CLIENT_HANDLED
-        seconds = metrics.GRPC_CLIENT_SECONDS.labels(self._service, name)
 
         async def unary(request: Any, *, metadata: Any = None, timeout: float | None = None) -> Any:
-            started, code = time.perf_counter(), "UNKNOWN"
-            try:
-                reply = await method(
-                    request, metadata=_metadata(metadata), timeout=timeout or self._timeout
+            async with ClientCallTimer(self._service, name):
+                return await method(
+                    request,
+                    metadata=outgoing_metadata(metadata),
+                    timeout=timeout or self._timeout,
                 )
-                code = "OK"
-                return reply
-            except aio.AioRpcError as exc:
-                code = exc.code().name
-                raise
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            finally:
-                handled.labels(self._service, name, code).inc()
-                seconds.observe(time.perf_counter() - started)
 
         return unary

@@ -23,7 +23,8 @@ from opentelemetry.trace import SpanKind
 
 from svckit import metrics, tracing
 from svckit.errors import DomainError, status_for, to_grpc_status
-from svckit.logs import REQUEST_ID_HEADER, bind_request_id, request_id_var
+from svckit.grpc_calls import ClientCallTimer, outgoing_metadata
+from svckit.logs import REQUEST_ID_HEADER, bind_request_id
 
 log = logging.getLogger("minitg.grpc")
 
@@ -184,12 +185,7 @@ class ClientInterceptor(_UnaryUnaryClientBase, _UnaryStreamClientBase):
         self._stream_timeout = stream_timeout
 
     def _details(self, details: aio.ClientCallDetails, timeout: float | None) -> Any:
-        metadata = aio.Metadata(*tuple(details.metadata or ()))
-        rid = request_id_var.get()
-        if rid and REQUEST_ID_HEADER not in metadata:
-            metadata.add(REQUEST_ID_HEADER, rid)
-        for key, value in tracing.carrier().items():
-            metadata.add(key, value)
+        metadata = aio.Metadata(*outgoing_metadata(details.metadata))
         return aio.ClientCallDetails(
             method=details.method,
             timeout=details.timeout if details.timeout is not None else timeout,
@@ -203,24 +199,10 @@ class ClientInterceptor(_UnaryUnaryClientBase, _UnaryStreamClientBase):
     ) -> Any:
         details = self._details(client_call_details, self._default_timeout)
         name = details.method.decode() if isinstance(details.method, bytes) else details.method
-        service, rpc = metrics.split_method(name)
-        started = time.perf_counter()
-        code = "UNKNOWN"
-        try:
-            # Awaiting here (instead of returning the call) lets us record the outcome;
-            # grpc.aio wraps a returned response object back into a call for the caller.
-            response = await (await continuation(details, request))
-            code = "OK"
-            return response
-        except aio.AioRpcError as exc:
-            code = exc.code().name
-            raise
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        finally:
-            metrics.GRPC_CLIENT_HANDLED.labels(service, rpc, code).inc()
-            metrics.GRPC_CLIENT_SECONDS.labels(service, rpc).observe(time.perf_counter() - started)
+        # Awaiting here (instead of returning the call) lets us record the outcome;
+        # grpc.aio wraps a returned response object back into a call for the caller.
+        async with ClientCallTimer(*metrics.split_method(name)):
+            return await (await continuation(details, request))
 
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: aio.ClientCallDetails, request: Any

@@ -54,6 +54,3 @@ class ConnectionRegistry:
             for pod in pods:
                 by_pod.setdefault(pod, []).append(user_id)
         return by_pod
-
-    async def is_online(self, user_id: int) -> bool:
-        return bool(await self._state.expiring_members(_key(user_id)))

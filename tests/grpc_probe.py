@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -25,7 +24,3 @@ async def reflected_services(target: str) -> set[str]:
         async for response in call:
             return {s.name for s in response.list_services_response.service}
     return set()
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from svckit.logs import request_id_var
-from tests.api.ws_support import accounts, clients
+from tests.api.ws_support import clients, direct_pair
 from tests.harness import running_system
-from tgclient import RestClient
 
 
 class _Stamp(logging.Filter):
@@ -28,9 +27,7 @@ async def test_one_request_id_across_every_hop(
     """The gateway, the chat service, the relay and the consumer log the send's request id."""
     caplog.handler.addFilter(_Stamp())
     async with running_system(shape, tmp_path) as system:
-        async with RestClient(system.http_url) as rest:
-            ann, bob = await accounts(rest, "ann", "bob")
-            chat = await rest.direct_chat(ann.access_token, bob.user_id)
+        ann, bob, chat = await direct_pair(system)
         async with clients(system, ann, bob) as (a, b):
             await asyncio.sleep(0.3)
             with caplog.at_level(logging.DEBUG):

@@ -10,9 +10,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.api.ws_support import accounts, clients
+from tests.api.ws_support import clients, direct_pair
 from tests.harness import running_system
-from tgclient import RestClient
 
 EXPORTER = InMemorySpanExporter()
 
@@ -37,9 +36,7 @@ async def test_one_send_is_one_connected_trace(shape: str, tmp_path: Path) -> No
     """The send's spans share one trace id and each has its parent inside that trace."""
     _install_sdk()
     async with running_system(shape, tmp_path) as system:
-        async with RestClient(system.http_url) as rest:
-            ann, bob = await accounts(rest, "ann", "bob")
-            chat = await rest.direct_chat(ann.access_token, bob.user_id)
+        ann, bob, chat = await direct_pair(system)
         async with clients(system, ann, bob) as (a, b):
             await asyncio.sleep(0.3)
             EXPORTER.clear()

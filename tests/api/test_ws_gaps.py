@@ -7,9 +7,8 @@ from pathlib import Path
 
 from svckit.backends import open_hot_state
 from svckit.registry import ConnectionRegistry, registry_namespace
-from tests.api.ws_support import accounts, clients
+from tests.api.ws_support import clients, direct_pair
 from tests.harness import System, running_system
-from tgclient import RestClient
 
 
 async def _registry(system: System) -> ConnectionRegistry:
@@ -23,9 +22,7 @@ async def _registry(system: System) -> ConnectionRegistry:
 async def test_lost_delivery_is_recovered_from_the_gap(shape: str, tmp_path: Path) -> None:
     """A fan-out that misses B (its registry entry gone) shows up as a gap B fills itself."""
     async with running_system(shape, tmp_path) as system:
-        async with RestClient(system.http_url) as rest:
-            ann, bob = await accounts(rest, "ann", "bob")
-            chat = await rest.direct_chat(ann.access_token, bob.user_id)
+        ann, bob, chat = await direct_pair(system)
         registry = await _registry(system)
         async with clients(system, ann, bob) as (a, b):
             await asyncio.sleep(0.3)

@@ -15,7 +15,14 @@ import pytest
 from minitg.chat.v1 import chat_pb2, chat_service_pb2
 from minitg.gateway.v1 import frames_pb2
 
-from tests.api.ws_support import accounts, clients, next_frame, raw_socket, server_frames
+from tests.api.ws_support import (
+    accounts,
+    clients,
+    direct_pair,
+    next_frame,
+    raw_socket,
+    server_frames,
+)
 from tests.harness import System, running_system
 from tgclient import RestClient
 
@@ -220,9 +227,7 @@ async def test_upgrades_are_rate_limited_per_user(
 
 async def test_direct_message_round_trip(system: System) -> None:
     """A sends, gets its ack after commit; B gets the update once with its own pts."""
-    async with RestClient(system.http_url) as rest:
-        ann, bob = await accounts(rest, "ann", "bob")
-        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+    ann, bob, chat = await direct_pair(system)
     async with clients(system, ann, bob) as (a, b):
         ack = await a.send_text(chat["id"], "hello bob")
         assert (1, 1) == (ack.seq, ack.pts_count)
@@ -284,9 +289,7 @@ async def test_overload_sheds_sends_with_rate_limited(shape: str, tmp_path: Path
 
     env = ENV | {"MINITG_MAX_SENDS_IN_FLIGHT": "1"}
     async with running_system(shape, tmp_path / "shed", env=env) as sys2:
-        async with RestClient(sys2.http_url) as rest:
-            ann, bob = await accounts(rest, "ann", "bob")
-            chat = await rest.direct_chat(ann.access_token, bob.user_id)
+        ann, _bob, chat = await direct_pair(sys2)
         async with clients(sys2, ann) as (a,):
             sends = [a.request("send_message", _send(chat["id"], f"m{i}")) for i in range(10)]
             outcomes = await asyncio.gather(*sends, return_exceptions=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.api.ws_support import accounts, clients
+from tests.api.ws_support import clients, direct_pair
 from tests.harness import running_system
-from tgclient import MinitgClient, RestClient
+from tgclient import MinitgClient
 
 
 async def _typing(client: MinitgClient) -> object:
@@ -19,9 +19,7 @@ async def _typing(client: MinitgClient) -> object:
 async def test_sending_clears_typing(shape: str, tmp_path: Path) -> None:
     """Bob types (Ann sees it, for ~6 s), Bob sends: Ann gets the stop and the message."""
     async with running_system(shape, tmp_path) as system:
-        async with RestClient(system.http_url) as rest:
-            ann, bob = await accounts(rest, "ann", "bob")
-            chat = await rest.direct_chat(ann.access_token, bob.user_id)
+        ann, bob, chat = await direct_pair(system)
         async with clients(system, ann, bob) as (a, b):
             await b.set_typing(chat["id"])
             shown = await _typing(a)

@@ -21,6 +21,14 @@ async def accounts(rest: RestClient, *names: str) -> list[Account]:
     ]
 
 
+async def direct_pair(system: System) -> tuple[Account, Account, dict[str, Any]]:
+    """Ann and Bob, registered, and their direct chat."""
+    async with RestClient(system.http_url) as rest:
+        ann, bob = await accounts(rest, "ann", "bob")
+        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+    return ann, bob, chat
+
+
 def ws_url(system: System) -> str:
     return system.http_url.replace("http://", "ws://")
 

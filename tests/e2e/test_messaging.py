@@ -11,6 +11,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -35,6 +36,14 @@ async def _accounts(cluster: Cluster, *names: str) -> list[Account]:
             await rest.register(f"{n}-{secrets.token_hex(3)}@example.org", "password123", n)
             for n in names
         ]
+
+
+async def _direct_pair(cluster: Cluster) -> tuple[Account, Account, dict[str, Any]]:
+    """Ann and Bob, registered through the first gateway, and their direct chat."""
+    ann, bob = await _accounts(cluster, "ann", "bob")
+    async with RestClient(cluster.gateways[0]) as rest:
+        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+    return ann, bob, chat
 
 
 async def _updates(client: MinitgClient, count: int, timeout: float = 15) -> list[object]:
@@ -91,9 +100,7 @@ async def _drain(*clients: MinitgClient) -> None:
 
 async def test_receipts_cross_gateways(cluster: Cluster) -> None:
     """Delivered and read receipts from a device on one gateway reach the sender on another."""
-    ann, bob = await _accounts(cluster, "ann", "bob")
-    async with RestClient(cluster.gateways[0]) as rest:
-        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+    ann, bob, chat = await _direct_pair(cluster)
     async with (
         MinitgClient(cluster.ws(0), ann.access_token) as a,
         MinitgClient(cluster.ws(1), bob.access_token) as b,
@@ -116,9 +123,7 @@ async def test_receipts_cross_gateways(cluster: Cluster) -> None:
 
 async def test_typing_and_presence_cross_gateways(cluster: Cluster) -> None:
     """Typing reaches the other member only; presence goes to users who share a chat."""
-    ann, bob = await _accounts(cluster, "ann", "bob")
-    async with RestClient(cluster.gateways[0]) as rest:
-        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+    ann, bob, chat = await _direct_pair(cluster)
     async with MinitgClient(cluster.ws(0), ann.access_token) as a:
         b = MinitgClient(cluster.ws(1), bob.access_token)
         await b.connect()
@@ -170,9 +175,7 @@ async def test_retried_send_creates_one_message(cluster: Cluster) -> None:
 
 async def test_bad_input_never_takes_a_gateway_down(cluster: Cluster) -> None:
     """Malformed, oversized, text, unknown and flooding frames affect only their own socket."""
-    ann, bob = await _accounts(cluster, "ann", "bob")
-    async with RestClient(cluster.gateways[0]) as rest:
-        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+    ann, bob, chat = await _direct_pair(cluster)
     async with MinitgClient(cluster.ws(0), bob.access_token) as b:
         await _drain(b)
         codes = []

@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.cluster import Cluster, distributed_cluster
 from tests.e2e.private_broker import PrivateBroker
-from tests.e2e.test_messaging import _accounts, _drain
+from tests.e2e.test_messaging import _accounts, _direct_pair, _drain
 from tgclient import MinitgClient, RestClient
 from tgclient.errors import ConnectionClosed, RequestFailed
 
@@ -153,9 +153,7 @@ def _assert_exactly_once_in_order(got: list[object], acked: dict[int, int]) -> N
 
 async def test_gateway_killed_while_messages_flow(cluster: Cluster) -> None:
     """SIGKILL the gateway both users are on: they move to the other; nothing lost or doubled."""
-    ann, bob = await _accounts(cluster, "ann", "bob")
-    async with RestClient(cluster.gateways[0]) as rest:
-        chat = await rest.direct_chat(ann.access_token, bob.user_id)
+    ann, bob, chat = await _direct_pair(cluster)
     urls = [cluster.gateways[0], cluster.gateways[1]]
     a = MinitgClient(urls, ann.access_token, auto_reconnect=True)
     b = MinitgClient(urls, bob.access_token, auto_reconnect=True)
@@ -186,9 +184,7 @@ async def test_broker_restart_while_messages_flow(tmp_path: Path) -> None:
     broker.start()
     try:
         async with distributed_cluster(tmp_path, broker_url=broker.url) as cluster:
-            ann, bob = await _accounts(cluster, "ann", "bob")
-            async with RestClient(cluster.gateways[0]) as rest:
-                chat = await rest.direct_chat(ann.access_token, bob.user_id)
+            ann, bob, chat = await _direct_pair(cluster)
             async with (
                 MinitgClient(cluster.ws(0), ann.access_token) as a,
                 MinitgClient(cluster.ws(1), bob.access_token) as b,
