@@ -374,3 +374,13 @@ async def test_rejected_tokens_over_grpc(rest_system: RestFactory) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stub.GetUser(auth_service_pb2.GetUserRequest(user_id=1))
         assert "TOKEN_MISSING" == details_from_rpc_error(missing.value).reason
+
+
+async def test_other_services_honour_a_sign_out(rest_system: RestFactory) -> None:
+    """After logout the chat service (not only auth) refuses the session's token."""
+    async with rest_system() as (_, rest):
+        reg = (await rest.register("rex")).body
+        assert 200 == (await rest.call("GET", "/v1/chats", token=reg["access_token"])).status
+        await rest.call("POST", "/v1/auth/logout", token=reg["access_token"])
+        after = await rest.call("GET", "/v1/chats", token=reg["access_token"])
+        assert (401, "SESSION_REVOKED") == _error(after)
