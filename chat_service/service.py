@@ -27,6 +27,7 @@ from chat_service.domain.model import (
     ChatView,
     Invited,
     Message,
+    Outgoing,
     ReadRequest,
     ReadResult,
     SendItem,
@@ -127,10 +128,12 @@ class ChatUseCases:
         return pts
 
     async def send(self, caller: Principal, items: Sequence[SendItem]) -> list[Outcome]:
-        """Send validated items in one transaction; one outcome per item."""
-        outcomes = await self._messages.send(
-            caller.user_id, caller.session_id, items, self.now_ms(), request_id_var.get()
-        )
+        """Send one caller's validated items in one transaction; one outcome per item."""
+        return await self.relay([Outgoing(caller.user_id, caller.session_id, i) for i in items])
+
+    async def relay(self, sends: Sequence[Outgoing]) -> list[Outcome]:
+        """Send validated items of any senders in one transaction (a gateway's batch)."""
+        outcomes = await self._messages.send(sends, self.now_ms(), request_id_var.get())
         self._wake()
         return outcomes
 

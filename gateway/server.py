@@ -16,6 +16,7 @@ from gateway.delivery import DeliveryConsumer, announce_session_end, queue_name
 from gateway.deps import GatewayAuth, GatewayDeps
 from gateway.presence_reporter import PresenceReporter
 from gateway.ratelimit import RateLimiter
+from gateway.send_relay import SendRelay
 from gateway.ws_dispatch import Dispatcher
 from gateway.ws_handler import WsRuntime
 from gateway.ws_hub import CloseCode, Hub
@@ -54,11 +55,19 @@ class GatewayRole:
         reporter = PresenceReporter(deps.clients, cfg.pod_id, cfg.messaging.internal_token)
         hub.on_change = reporter.connection_changed
         authenticator = deps.authn.authenticator
+        relay = SendRelay(
+            deps.clients.chat,
+            cfg.messaging.internal_token,
+            max_items=cfg.messaging.send_batch_max,
+            max_in_flight=cfg.messaging.send_batches_in_flight,
+        )
+        stack.push_async_callback(relay.close)
         runtime = WsRuntime(
             hub,
             Dispatcher(
                 deps.clients,
                 authenticator,
+                relay,
                 cfg.messaging.max_in_flight_per_connection,
                 cfg.messaging.max_sends_in_flight,
             ),

@@ -21,6 +21,7 @@ from minitg.presence.v1 import presence_pb2, presence_service_pb2
 from opentelemetry.trace import SpanKind
 
 from gateway.clients import ServiceClients
+from gateway.send_relay import SendRelay
 from gateway.ws_hub import Connection
 from svckit import metrics, tracing
 from svckit.authn import Authenticator
@@ -63,10 +64,12 @@ class Dispatcher:
         self,
         clients: ServiceClients,
         authenticator: Authenticator,
+        sends: SendRelay,
         max_in_flight: int,
         max_sends: int = 1024,
     ) -> None:
         self._clients, self._authn, self._max_in_flight = clients, authenticator, max_in_flight
+        self._relay = sends
         # Admission control: past this many sends awaiting the chat service on this pod,
         # new sends are refused at once (RATE_LIMITED, retry soon) instead of queueing into
         # deadlines that expire after the database has done the work anyway.
@@ -153,7 +156,7 @@ class Dispatcher:
 
     async def _send_message(self, conn: Connection, request: Any) -> frames_pb2.Result:
         async with conn.send_lock:
-            reply = await self._clients.chat.SendMessage(request, metadata=self._md(conn))
+            reply = await self._relay.send(conn.principal, request)
         if conn.typing.pop(request.chat_id, None) is not None:
             await self._stop_typing(conn, request.chat_id)  # sending ends "typing…"
         return frames_pb2.Result(send_message=reply)

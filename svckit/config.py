@@ -133,6 +133,8 @@ class MessagingConfig:
     max_frame_bytes: int
     max_in_flight_per_connection: int
     max_sends_in_flight: int
+    send_batch_max: int
+    send_batches_in_flight: int
     allowed_origins: tuple[str, ...]
     internal_token: str
 
@@ -287,9 +289,18 @@ def _messaging(env: Env) -> MessagingConfig:
         max_frame_bytes=env.get("MINITG_MAX_FRAME_BYTES", str(64 * 1024), positive_int),
         max_in_flight_per_connection=env.get("MINITG_MAX_IN_FLIGHT", "64", positive_int),
         max_sends_in_flight=env.get("MINITG_MAX_SENDS_IN_FLIGHT", "1024", positive_int),
+        send_batch_max=env.get("MINITG_SEND_BATCH_MAX", "100", _batch_size),
+        send_batches_in_flight=env.get("MINITG_SEND_BATCHES_IN_FLIGHT", "4", positive_int),
         allowed_origins=env.get("MINITG_ALLOWED_ORIGINS", "", origins),
         internal_token=env.secret_text("MINITG_INTERNAL_TOKEN", EMBEDDED_INTERNAL_TOKEN),
     )
+
+
+def _batch_size(text: str) -> int:
+    value = positive_int(text)
+    if value > 500:
+        raise ValueError("must be at most 500 (the chat service's RelaySends limit)")
+    return value
 
 
 def is_embedded_url(url: str) -> bool:

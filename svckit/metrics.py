@@ -86,6 +86,12 @@ SENDS_SHED = Counter(
     "minitg_ws_sends_shed_total",
     "Sends a gateway refused with RATE_LIMITED because too many were already in flight.",
 )
+COALESCED_BATCH_ITEMS = Histogram(
+    "minitg_coalesced_batch_items",
+    "Requests carried by one coalesced call (a gateway pod's batched sends or acks).",
+    ["batch"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500),
+)
 PASSWORD_CHECKS = Counter(
     "minitg_auth_password_checks_total",
     "bcrypt password verifications; unknown emails are checked against a decoy, so they count too.",

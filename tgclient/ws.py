@@ -74,6 +74,7 @@ class MinitgClient:
         self._delivered: dict[int, int] = {}  # chat -> max seq received, for the next ack
         self._acked_pts = 0
         self._catching_up: asyncio.Task[None] | None = None
+        self._gap_seen = False  # a gap was found that no GetDifference has covered yet
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -366,12 +367,19 @@ class MinitgClient:
     def _apply_all(self, ready: list[updates_pb2.Update], gap: bool) -> None:
         for update in ready:
             self._apply(update)
-        if gap and (self._catching_up is None or self._catching_up.done()):
+        if not gap:
+            return
+        self._gap_seen = True
+        if self._catching_up is None or self._catching_up.done():
             self._catching_up = asyncio.create_task(self._fill_gap())
 
     async def _fill_gap(self) -> None:
+        """Catch up until no gap is left: a gap found while a GetDifference was already
+        under way may lie past what that call returned, so it needs another round."""
         with contextlib.suppress(RequestFailed, ConnectionClosed, TimeoutError):
-            await self.catch_up()
+            while self._gap_seen:
+                self._gap_seen = False
+                await self.catch_up()
 
     def _apply(self, update: updates_pb2.Update) -> None:
         if update.WhichOneof("update") == "new_message":

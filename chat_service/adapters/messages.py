@@ -1,15 +1,22 @@
 """The send transaction: dedupe, gapless seqs, messages, per-member updates, outbox.
 
-A batch of sends by one sender runs in ONE transaction (a single send is a batch of one):
+A batch of sends runs in ONE transaction (a single send is a batch of one). The items may
+come from several senders: a gateway pod coalesces the sends of all its connections into
+one batch (group commit), so the round trips below are paid per batch, not per message:
 
-1. look up the batch's client_msg_ids: a repeat with the same chat and body answers with
-   the stored result, a repeat with anything else is CLIENT_MSG_ID_REUSED;
+1. look up the batch's (sender, client_msg_id) pairs: a repeat with the same chat and
+   body answers with the stored result, a repeat with anything else is
+   CLIENT_MSG_ID_REUSED;
 2. per chat, in ascending chat id, allocate ``k`` seqs with one
-   ``UPDATE chats SET last_seq = last_seq + k ... RETURNING`` guarded by the sender's
-   membership; the row lock serialises concurrent senders of one chat, which keeps seqs
-   gapless and date_ms non-decreasing in seq order;
-3. bump the other members' unread counters and move the sender's read watermark;
-4. allocate every member's pts (one upsert), insert the messages, log one NewMessage per
+   ``UPDATE chats SET last_seq = last_seq + k ... RETURNING`` guarded by the membership
+   of at least one of the chat's senders; the row lock serialises concurrent senders of
+   one chat, which keeps seqs gapless and date_ms non-decreasing in seq order;
+3. read every locked chat's members at once; items whose sender is not a member become
+   CHAT_NOT_FOUND and hand their seqs back (only when a chat mixes members and
+   non-members, which keeps seqs gapless);
+4. one UPDATE for all those chats' members: +unread for the others, and each sender's
+   read watermark moved to its own last message of the batch;
+5. allocate every member's pts (one upsert), insert the messages, log one NewMessage per
    message for every member (the sender's own devices included), write one outbox row.
 
 Locks are always taken in the order chats -> chat_members -> user_pts, each set in
@@ -21,32 +28,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-
-from minitg.chat.v1 import chat_pb2, updates_pb2
 
 from chat_service.adapters.rows import body_columns, body_from_row, in_transaction, placeholders
-from chat_service.adapters.updatelog import LogBatch, PendingUpdate
+from chat_service.adapters.send_plan import ChatBatch, new_message_updates, unread_statement
+from chat_service.adapters.updatelog import LogBatch
 from chat_service.domain.errors import ChatNotFound, ClientMsgIdReused
-from chat_service.domain.model import Message, SendItem, SendResult, UpdateKind
-from chat_service.wire import message_to_proto
+from chat_service.domain.model import Message, Outgoing, SendResult, UpdateKind
 from svckit.errors import DomainError
 from svckit.metrics import MESSAGES_SENT, SEND_COMMIT_SECONDS
-from svckit.ports import Database, Executor
+from svckit.ports import Database, Executor, Row
 
 Outcome = SendResult | DomainError
 
-
-@dataclass
-class _ChatBatch:
-    """The fresh items of one chat within a batch, and what the chat's lock returned."""
-
-    chat_id: int
-    indexes: list[int] = field(default_factory=list)
-    last_seq: int = 0
-    date_ms: int = 0
-    members: list[int] = field(default_factory=list)
-    unread: dict[int, int] = field(default_factory=dict)
+_STORED = (
+    "SELECT id, sender_id, chat_id, seq, date_ms, sender_pts, client_msg_id, body_kind, "
+    "body_text, body_header, body_ciphertext, deleted_at_ms FROM messages WHERE "
+)
 
 
 class MessageStore:
@@ -55,19 +52,12 @@ class MessageStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def send(
-        self,
-        sender: int,
-        session_id: str,
-        items: Sequence[SendItem],
-        now_ms: int,
-        request_id: str,
-    ) -> list[Outcome]:
-        """One outcome per item, in order; the whole batch commits together."""
+    async def send(self, sends: Sequence[Outgoing], now_ms: int, request_id: str) -> list[Outcome]:
+        """One outcome per send, in order; the whole batch commits together."""
         attempts: list[_Send] = []
 
         async def work(tx: Executor) -> list[Outcome]:
-            attempts.append(_Send(tx, sender, session_id, items, now_ms, request_id))
+            attempts.append(_Send(tx, sends, now_ms, request_id))
             return await attempts[-1].run()
 
         started = time.perf_counter()
@@ -81,49 +71,54 @@ class _Send:
     """One attempt of the send transaction."""
 
     def __init__(
-        self,
-        tx: Executor,
-        sender: int,
-        session_id: str,
-        items: Sequence[SendItem],
-        now_ms: int,
-        request_id: str,
+        self, tx: Executor, sends: Sequence[Outgoing], now_ms: int, request_id: str
     ) -> None:
-        self.tx, self.sender, self.session_id, self.items = tx, sender, session_id, items
+        self.tx, self.sends, self.now_ms = tx, sends, now_ms
         self.log = LogBatch(now_ms, request_id)
-        self.now_ms = now_ms
-        self.outcomes: list[Outcome | None] = [None] * len(items)
+        self.outcomes: list[Outcome | None] = [None] * len(sends)
         self.twins: dict[int, int] = {}  # item index -> earlier index with the same id
         self.inserted = 0  # fresh messages this attempt wrote (repeats excluded)
 
     async def run(self) -> list[Outcome]:
         chats = await self._dedupe()
-        for batch in sorted(chats.values(), key=lambda b: b.chat_id):
-            await self._lock_chat(batch)
-        live = [b for b in chats.values() if b.members]
-        for batch in sorted(live, key=lambda b: b.chat_id):
-            await self._count_unread(batch)
+        locked = [b for b in sorted(chats.values(), key=lambda b: b.chat_id) if await self._lock(b)]
+        if locked:
+            await self._load_members(locked)
+        live = [b for b in locked if b.indexes]
         if live:
+            sql, args = unread_statement(live, self.sends)
+            rows = await self.tx.fetch(sql, *args)
+            for row in rows:
+                chats[int(row["chat_id"])].unread[int(row["user_id"])] = int(row["unread_count"])
             await self._insert(live)
         for index, first in self.twins.items():
             self.outcomes[index] = self.outcomes[first]
         return [o if o is not None else ChatNotFound() for o in self.outcomes]
 
-    async def _dedupe(self) -> dict[int, _ChatBatch]:
+    async def _stored(self) -> dict[tuple[int, str], Row]:
+        """The already-sent messages among the batch's (sender, client_msg_id) pairs."""
+        pairs = list(dict.fromkeys((s.sender_id, s.item.client_msg_id) for s in self.sends))
+        senders = {sender for sender, _ in pairs}
+        if len(senders) == 1:  # one device's burst: the plain index range
+            ids = [client_msg_id for _, client_msg_id in pairs]
+            where = f"sender_id = $1 AND client_msg_id IN ({placeholders(len(ids), 2)})"
+            rows = await self.tx.fetch(_STORED + where, next(iter(senders)), *ids)
+        else:
+            where = " OR ".join(
+                f"(sender_id = ${2 * n + 1} AND client_msg_id = ${2 * n + 2})"
+                for n in range(len(pairs))
+            )
+            rows = await self.tx.fetch(_STORED + where, *(v for pair in pairs for v in pair))
+        return {(int(r["sender_id"]), str(r["client_msg_id"])): r for r in rows}
+
+    async def _dedupe(self) -> dict[int, ChatBatch]:
         """Answer repeats from stored messages; group the fresh items by chat."""
-        ids = list(dict.fromkeys(item.client_msg_id for item in self.items))
-        rows = await self.tx.fetch(
-            "SELECT id, chat_id, seq, date_ms, sender_pts, client_msg_id, body_kind, "
-            "body_text, body_header, body_ciphertext, deleted_at_ms FROM messages "
-            f"WHERE sender_id = $1 AND client_msg_id IN ({placeholders(len(ids), 2)})",
-            self.sender,
-            *ids,
-        )
-        stored = {str(r["client_msg_id"]): r for r in rows}
-        first_of: dict[str, int] = {}
-        chats: dict[int, _ChatBatch] = {}
-        for index, item in enumerate(self.items):
-            row = stored.get(item.client_msg_id)
+        stored = await self._stored()
+        first_of: dict[tuple[int, str], int] = {}
+        chats: dict[int, ChatBatch] = {}
+        for index, send in enumerate(self.sends):
+            item, key = send.item, (send.sender_id, send.item.client_msg_id)
+            row = stored.get(key)
             if row is not None:
                 # A deleted message's body is erased: its chat is all a retry can match.
                 same = int(row["chat_id"]) == item.chat_id and (
@@ -134,72 +129,77 @@ class _Send:
                                int(row["sender_pts"]))
                     if same else ClientMsgIdReused()
                 )  # fmt: skip
-            elif item.client_msg_id in first_of:
-                first = self.items[first_of[item.client_msg_id]]
+            elif key in first_of:
+                first = self.sends[first_of[key]].item
                 if (first.chat_id, first.body) == (item.chat_id, item.body):
-                    self.twins[index] = first_of[item.client_msg_id]
+                    self.twins[index] = first_of[key]
                 else:
                     self.outcomes[index] = ClientMsgIdReused()
             else:
-                first_of[item.client_msg_id] = index
-                chats.setdefault(item.chat_id, _ChatBatch(item.chat_id)).indexes.append(index)
+                first_of[key] = index
+                chats.setdefault(item.chat_id, ChatBatch(item.chat_id)).indexes.append(index)
         return chats
 
-    async def _lock_chat(self, batch: _ChatBatch) -> None:
-        """Allocate the chat's seqs (only for a member); read its members under the lock."""
+    async def _lock(self, batch: ChatBatch) -> bool:
+        """Allocate the chat's seqs if one of its senders is a member (else: not found)."""
+        senders = sorted({self.sends[i].sender_id for i in batch.indexes})
         row = await self.tx.fetchrow(
             "UPDATE chats SET last_seq = last_seq + $2, last_activity_ms = "
             "CASE WHEN last_activity_ms > $3 THEN last_activity_ms ELSE $3 END "
-            "WHERE id = $1 AND EXISTS (SELECT 1 FROM chat_members "
-            " WHERE chat_id = $1 AND user_id = $4) RETURNING last_seq, last_activity_ms",
+            "WHERE id = $1 AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 "
+            f"AND user_id IN ({placeholders(len(senders), 4)})) "
+            "RETURNING last_seq, last_activity_ms",
             batch.chat_id,
             len(batch.indexes),
             self.now_ms,
-            self.sender,
+            *senders,
         )
         if row is None:
-            return  # not a member: the items stay None -> CHAT_NOT_FOUND
+            return False  # no sender is a member: the items stay None -> CHAT_NOT_FOUND
         batch.last_seq, batch.date_ms = int(row["last_seq"]), int(row["last_activity_ms"])
-        rows = await self.tx.fetch(
-            "SELECT user_id FROM chat_members WHERE chat_id = $1 ORDER BY user_id", batch.chat_id
-        )
-        batch.members = [int(r["user_id"]) for r in rows]
+        return True
 
-    async def _count_unread(self, batch: _ChatBatch) -> None:
-        """+k unread for the other members; the sender has read everything up to last_seq."""
+    async def _load_members(self, locked: Sequence[ChatBatch]) -> None:
+        """Every locked chat's members (read under the lock); drop non-members' items."""
+        ids = [b.chat_id for b in locked]
         rows = await self.tx.fetch(
-            "UPDATE chat_members SET unread_count = unread_count + $3 "
-            "WHERE chat_id = $1 AND user_id <> $2 RETURNING user_id, unread_count",
-            batch.chat_id,
-            self.sender,
-            len(batch.indexes),
+            "SELECT chat_id, user_id, unread_count FROM chat_members "
+            f"WHERE chat_id IN ({placeholders(len(ids))}) ORDER BY chat_id, user_id",
+            *ids,
         )
-        batch.unread = {int(r["user_id"]): int(r["unread_count"]) for r in rows}
-        await self.tx.execute(
-            "UPDATE chat_members SET read_inbox_seq = $3, unread_count = 0 "
-            "WHERE chat_id = $1 AND user_id = $2",
-            batch.chat_id,
-            self.sender,
-            batch.last_seq,
-        )
+        by_id = {b.chat_id: b for b in locked}
+        for row in rows:
+            batch = by_id[int(row["chat_id"])]
+            batch.members.append(int(row["user_id"]))
+            batch.prior[int(row["user_id"])] = int(row["unread_count"])
+        for batch in locked:
+            keep = [i for i in batch.indexes if self.sends[i].sender_id in batch.prior]
+            dropped = len(batch.indexes) - len(keep)
+            if dropped:  # give the non-members' seqs back: seqs stay gapless
+                await self.tx.execute(
+                    "UPDATE chats SET last_seq = last_seq - $2 WHERE id = $1",
+                    batch.chat_id,
+                    dropped,
+                )
+                batch.last_seq -= dropped
+                batch.indexes = keep
 
-    async def _insert(self, live: Sequence[_ChatBatch]) -> None:
+    async def _insert(self, live: Sequence[ChatBatch]) -> None:
         """Allocate pts, insert the messages, fill and write their NewMessage updates."""
-        planned: list[tuple[_ChatBatch, int, int]] = []  # (chat, item index, seq)
-        for batch in live:
-            first_seq = batch.last_seq - len(batch.indexes) + 1
-            planned += [(batch, i, first_seq + n) for n, i in enumerate(batch.indexes)]
-        planned.sort(key=lambda p: p[1])  # request order: pts follow it
+        planned = sorted(
+            ((b, i, b.first_seq + n) for b in live for n, i in enumerate(b.indexes)),
+            key=lambda p: p[1],  # request order: pts follow it
+        )
         pending = [
-            self.log.reserve(UpdateKind.NEW_MESSAGE, b.chat_id, b.members, self.session_id)
-            for b, _, _ in planned
+            self.log.reserve(UpdateKind.NEW_MESSAGE, b.chat_id, b.members, self.sends[i].session_id)
+            for b, i, _ in planned
         ]
         await self.log.allocate(self.tx)
         args: list[object] = []
         for (batch, index, seq), update in zip(planned, pending, strict=True):
-            item = self.items[index]
-            args += [item.chat_id, seq, self.sender, item.client_msg_id, *body_columns(item.body)]
-            args += [batch.date_ms, update.pts_of(self.sender)]
+            send = self.sends[index]
+            args += [send.item.chat_id, seq, send.sender_id, send.item.client_msg_id]
+            args += [*body_columns(send.item.body), batch.date_ms, update.pts_of(send.sender_id)]
         width = 10
         values = ", ".join(f"({placeholders(width, n * width + 1)})" for n in range(len(planned)))
         rows = await self.tx.fetch(
@@ -211,38 +211,14 @@ class _Send:
         ids = {(int(r["chat_id"]), int(r["seq"])): int(r["id"]) for r in rows}
         self.inserted = len(ids)
         for (batch, index, seq), update in zip(planned, pending, strict=True):
-            item = self.items[index]
+            send = self.sends[index]
             message = Message(
-                ids[(batch.chat_id, seq)], batch.chat_id, seq, self.sender, batch.date_ms,
-                item.body, client_msg_id=item.client_msg_id,
+                ids[(batch.chat_id, seq)], batch.chat_id, seq, send.sender_id, batch.date_ms,
+                send.item.body, client_msg_id=send.item.client_msg_id,
             )  # fmt: skip
-            self._fill(update, batch, message, later=self._later_in_chat(batch, index))
+            shared, patches = new_message_updates(batch, self.sends, index, message)
+            update.fill(shared, patches)
             self.outcomes[index] = SendResult(
-                message.id, seq, batch.date_ms, update.pts_of(self.sender)
+                message.id, seq, batch.date_ms, update.pts_of(send.sender_id)
             )
         await self.log.write(self.tx)
-
-    @staticmethod
-    def _later_in_chat(batch: _ChatBatch, index: int) -> int:
-        """How many of the batch's messages to the same chat come after item ``index``."""
-        return len(batch.indexes) - 1 - batch.indexes.index(index)
-
-    def _fill(
-        self, update: PendingUpdate, batch: _ChatBatch, message: Message, *, later: int
-    ) -> None:
-        """Shared NewMessage (no client_msg_id, no unread) plus per-member patches."""
-        shared = updates_pb2.Update(
-            new_message=updates_pb2.NewMessage(message=message_to_proto(message, for_user=0))
-        )
-        patches: dict[int, updates_pb2.Update] = {}
-        for user_id, unread in batch.unread.items():
-            if unread - later:
-                patches[user_id] = updates_pb2.Update(
-                    new_message=updates_pb2.NewMessage(unread_count=unread - later)
-                )
-        patches[self.sender] = updates_pb2.Update(
-            new_message=updates_pb2.NewMessage(
-                message=chat_pb2.Message(client_msg_id=message.client_msg_id)
-            )
-        )
-        update.fill(shared, patches)

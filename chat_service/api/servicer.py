@@ -15,7 +15,7 @@ from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc, up
 
 from chat_service.adapters.log_reader import CHUNK
 from chat_service.domain import rules
-from chat_service.domain.model import SendItem, SendResult
+from chat_service.domain.model import Outgoing, SendItem, SendResult
 from chat_service.service import ChatUseCases
 from chat_service.wire import body_from_proto, chat_to_proto, message_to_proto
 from svckit.authn import Authenticator, Principal, require_service_caller
@@ -23,6 +23,7 @@ from svckit.errors import DomainError, InvalidField, Unavailable
 from svckit.paging import clamp_page_size, decode_page_token, encode_page_token
 
 MAX_BATCH_SENDS = 100
+MAX_RELAYED_SENDS = 500
 DEFAULT_DIFFERENCE_LIMIT, MAX_DIFFERENCE_LIMIT = 1000, 10_000
 
 
@@ -166,23 +167,44 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     ) -> chat_service_pb2.SendMessagesResponse:
         caller = await self._caller(context)
         if not 1 <= len(request.items) <= MAX_BATCH_SENDS:
-            raise InvalidField("items", "items must hold 1 to 100 sends")
+            raise InvalidField("items", f"items must hold 1 to {MAX_BATCH_SENDS} sends")
+        results = await self._send_batch(
+            [(caller.user_id, caller.session_id, item) for item in request.items], "items"
+        )
+        return chat_service_pb2.SendMessagesResponse(results=results)
+
+    async def RelaySends(self, request: Any, context: Any) -> chat_service_pb2.RelaySendsResponse:
+        require_service_caller(context.invocation_metadata(), self._internal_token)
+        if not 1 <= len(request.items) <= MAX_RELAYED_SENDS:
+            raise InvalidField("items", f"items must hold 1 to {MAX_RELAYED_SENDS} sends")
+        results = await self._send_batch(
+            [(r.user_id, r.session_id, r.send) for r in request.items], "items", relayed=True
+        )
+        return chat_service_pb2.RelaySendsResponse(results=results)
+
+    async def _send_batch(
+        self, items: list[tuple[int, str, Any]], field: str, *, relayed: bool = False
+    ) -> list[chat_service_pb2.SendMessageResult]:
+        """Validate each item (failures are per item), send the valid ones together."""
         results: list[chat_service_pb2.SendMessageResult] = []
-        valid: list[tuple[int, SendItem]] = []
-        for index, item in enumerate(request.items):
+        valid: list[tuple[int, Outgoing]] = []
+        for index, (user_id, session_id, send) in enumerate(items):
+            prefix = f"{field}[{index}]." + ("send." if relayed else "")
             try:
-                valid.append((index, self._item(item, f"items[{index}].")))
+                if user_id < 1 or not session_id:
+                    raise InvalidField(f"{field}[{index}]", "a sender needs user_id and session_id")
+                valid.append((index, Outgoing(user_id, session_id, self._item(send, prefix))))
             except DomainError as error:
                 results.append(chat_service_pb2.SendMessageResult(error=_item_error(error)))
                 continue
             results.append(chat_service_pb2.SendMessageResult())
-        outcomes = await self._cases.send(caller, [item for _, item in valid]) if valid else []
+        outcomes = await self._cases.relay([send for _, send in valid]) if valid else []
         for (index, _), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 results[index].error.CopyFrom(_item_error(outcome))
             else:
                 results[index].response.CopyFrom(_send_response(outcome))
-        return chat_service_pb2.SendMessagesResponse(results=results)
+        return results
 
     async def ReadHistory(self, request: Any, context: Any) -> chat_service_pb2.ReadHistoryResponse:
         caller = await self._caller(context)

@@ -105,6 +105,15 @@ class SendItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A send and who makes it: the sending user and their device's session."""
+
+    sender_id: int
+    session_id: str
+    item: SendItem
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     """What the server assigned to a sent message; a retry returns the same values."""
 

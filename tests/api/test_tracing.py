@@ -1,4 +1,6 @@
-"""One send produces one connected trace: WebSocket frame -> gRPC -> outbox -> AMQP -> push."""
+"""One send produces one connected trace: WebSocket frame -> gRPC -> outbox -> AMQP -> push.
+
+The gRPC hop is the gateway pod's RelaySends batch, which runs in its first send's trace."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ async def test_one_send_is_one_connected_trace(shape: str, tmp_path: Path) -> No
     names = {s.name for s in spans}
     assert {
         "ws send_message",
-        "minitg.chat.v1.ChatService/SendMessage",
+        "minitg.chat.v1.ChatService/RelaySends",
         "outbox publish",
         "delivery push",
     } <= names

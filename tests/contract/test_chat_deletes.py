@@ -10,7 +10,7 @@ from chat_service.adapters.deletes import DeleteStore
 from chat_service.adapters.edits import EditStore
 from chat_service.adapters.membership import MembershipStore
 from chat_service.adapters.messages import MessageStore
-from chat_service.domain.model import Body, BodyKind, SendResult
+from chat_service.domain.model import Body, BodyKind, Outgoing, SendResult
 from svckit.errors import DomainError
 from svckit.ports import Database
 
@@ -34,7 +34,7 @@ async def sent_chat(db: Database, count: int) -> tuple[int, list[SendResult]]:
     """A direct chat ALICE -> BOB with ``count`` messages sent at t=2000 ms."""
     chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     items = [item(chat_id, f"c{i}", f"m{i}") for i in range(count)]
-    outcomes = await MessageStore(db).send(ALICE, "s", items, 2_000, "")
+    outcomes = await MessageStore(db).send([Outgoing(ALICE, "s", i) for i in items], 2_000, "")
     return chat_id, [o for o in outcomes if isinstance(o, SendResult)]
 
 

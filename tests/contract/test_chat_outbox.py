@@ -18,7 +18,14 @@ from chat_service.adapters.membership import Actor, MembershipStore
 from chat_service.adapters.messages import MessageStore
 from chat_service.adapters.outbox import OutboxRelay
 from chat_service.adapters.reads import ReadStore
-from chat_service.domain.model import Body, BodyKind, ReadRequest, SendItem, SendResult
+from chat_service.domain.model import (
+    Body,
+    BodyKind,
+    Outgoing,
+    ReadRequest,
+    SendItem,
+    SendResult,
+)
 from svckit.backends import EmbeddedBackends
 from svckit.migrations import Migrator
 from svckit.ports import BusUnavailable, Database, MessageBus
@@ -54,7 +61,7 @@ async def test_committed_send_is_delivered_by_a_later_relay(
     db = await migrated(databases)
     chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     [sent] = await MessageStore(db).send(
-        ALICE, "session-101", [item(chat_id, "c1", "hi")], 2_000, "rid-2"
+        [Outgoing(ALICE, "session-101", item(chat_id, "c1", "hi"))], 2_000, "rid-2"
     )
     assert isinstance(sent, SendResult)
     assert 2 == await unpublished(db)  # NewChat and NewMessage, still waiting
@@ -94,7 +101,10 @@ async def test_sends_to_one_chat_allocate_gapless_seqs_concurrently(
     chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     store = MessageStore(db)
     outcomes = await asyncio.gather(
-        *(store.send(ALICE, "s", [item(chat_id, f"c{i}", f"m{i}")], 3_000, "") for i in range(20))
+        *(
+            store.send([Outgoing(ALICE, "s", item(chat_id, f"c{i}", f"m{i}"))], 3_000, "")
+            for i in range(20)
+        )
     )
     results = [o for [o] in outcomes if isinstance(o, SendResult)]
     assert list(range(1, 21)) == sorted(r.seq for r in results)
@@ -108,7 +118,7 @@ async def test_read_recounts_unread_and_reports_outbox(databases: DatabaseFactor
     db = await migrated(databases)
     chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     items = [item(chat_id, f"c{i}", f"m{i}") for i in range(3)]
-    await MessageStore(db).send(ALICE, "s", items, 3_000, "")
+    await MessageStore(db).send([Outgoing(ALICE, "s", i) for i in items], 3_000, "")
     [result] = await ReadStore(db).read([ReadRequest(BOB, "sb", chat_id, 2)], 4_000, "")
     assert (1, 1) == (getattr(result, "unread_count", None), getattr(result, "pts_count", None))
     kinds = await db.fetch("SELECT kind FROM updates WHERE user_id = $1 ORDER BY pts", ALICE)

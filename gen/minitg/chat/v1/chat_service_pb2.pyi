@@ -424,6 +424,86 @@ class SendMessagesRequest(_message.Message):
 Global___SendMessagesRequest: _TypeAlias = SendMessagesRequest  # noqa: Y015
 
 @_typing.final
+class RelaySendsRequest(_message.Message):
+    """The input of RelaySends: up to 500 sends, each with the user who sends it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelayedSend]:
+        """The sends, 1 to 500, processed in order."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___RelayedSend] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelaySendsRequest: _TypeAlias = RelaySendsRequest  # noqa: Y015
+
+@_typing.final
+class RelayedSend(_message.Message):
+    """One send of a RelaySends batch and the authenticated user it is made for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    SEND_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The sending user, as the gateway authenticated them; at least 1."""
+    session_id: _builtins.str
+    """The sending device's session, whose other connections get the NewMessage while this one gets the result; required."""
+    @_builtins.property
+    def send(self) -> Global___SendMessageRequest:
+        """The send itself, validated exactly as a SendMessage request."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        session_id: _builtins.str = ...,
+        send: Global___SendMessageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["send", b"send"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["send", b"send", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayedSend: _TypeAlias = RelayedSend  # noqa: Y015
+
+@_typing.final
+class RelaySendsResponse(_message.Message):
+    """The result of RelaySends."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendMessageResult]:
+        """One result per request item, in the same order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SendMessageResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelaySendsResponse: _TypeAlias = RelaySendsResponse  # noqa: Y015
+
+@_typing.final
 class SendMessagesResponse(_message.Message):
     """The result of SendMessages."""
 

@@ -29,8 +29,8 @@ class ChatServiceStub:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
-    GetChatMembers) take the internal service credential instead and refuse a user's token
+    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
+    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -79,6 +79,11 @@ class ChatServiceStub:
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesRequest.SerializeToString,
                 response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesResponse.FromString,
                 _registered_method=True)
+        self.RelaySends = channel.unary_unary(
+                '/minitg.chat.v1.ChatService/RelaySends',
+                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsRequest.SerializeToString,
+                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsResponse.FromString,
+                _registered_method=True)
         self.EditMessage = channel.unary_unary(
                 '/minitg.chat.v1.ChatService/EditMessage',
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.EditMessageRequest.SerializeToString,
@@ -125,8 +130,8 @@ class ChatServiceServicer:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
-    GetChatMembers) take the internal service credential instead and refuse a user's token
+    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
+    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -213,6 +218,21 @@ class ChatServiceServicer:
         order, so items for the same chat get increasing seqs in request order. Items succeed or
         fail independently; only problems of the whole call (authentication, an empty or
         oversized batch) fail it with a status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RelaySends(self, request, context):
+        """Sends messages on behalf of several users in one transaction: a gateway pod's coalesced WebSocket sends (group commit).
+
+        Internal: only minitg services may call it, with the internal service credential; the
+        gateway has authenticated every sender on their WebSocket and closes a socket whose
+        session ends. Each item behaves exactly like a SendMessage call by its sender, items
+        are processed in order (items for one chat get increasing seqs in request order), and
+        items succeed or fail independently. The whole batch commits in one database
+        transaction. Only problems of the whole call (the credential, an empty or oversized
+        batch) fail it with a status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -357,6 +377,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesRequest.FromString,
                     response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesResponse.SerializeToString,
             ),
+            'RelaySends': grpc.unary_unary_rpc_method_handler(
+                    servicer.RelaySends,
+                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsRequest.FromString,
+                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsResponse.SerializeToString,
+            ),
             'EditMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.EditMessage,
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.EditMessageRequest.FromString,
@@ -409,8 +434,8 @@ class ChatService:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
-    GetChatMembers) take the internal service credential instead and refuse a user's token
+    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
+    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -597,6 +622,33 @@ class ChatService:
             '/minitg.chat.v1.ChatService/SendMessages',
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesRequest.SerializeToString,
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RelaySends(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minitg.chat.v1.ChatService/RelaySends',
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsRequest.SerializeToString,
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,8 +30,8 @@ class ChatServiceStub:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
-    GetChatMembers) take the internal service credential instead and refuse a user's token
+    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
+    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -98,6 +98,17 @@ class ChatServiceStub:
     order, so items for the same chat get increasing seqs in request order. Items succeed or
     fail independently; only problems of the whole call (authentication, an empty or
     oversized batch) fail it with a status.
+    """
+    RelaySends: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.RelaySendsRequest, _chat_service_pb2.RelaySendsResponse]
+    """Sends messages on behalf of several users in one transaction: a gateway pod's coalesced WebSocket sends (group commit).
+
+    Internal: only minitg services may call it, with the internal service credential; the
+    gateway has authenticated every sender on their WebSocket and closes a socket whose
+    session ends. Each item behaves exactly like a SendMessage call by its sender, items
+    are processed in order (items for one chat get increasing seqs in request order), and
+    items succeed or fail independently. The whole batch commits in one database
+    transaction. Only problems of the whole call (the credential, an empty or oversized
+    batch) fail it with a status.
     """
     EditMessage: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.EditMessageRequest, _chat_service_pb2.EditMessageResponse]
     """Replaces the body of one of the caller's own messages.
@@ -173,8 +184,8 @@ class ChatServiceAsyncStub(ChatServiceStub):
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
-    GetChatMembers) take the internal service credential instead and refuse a user's token
+    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
+    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -238,6 +249,17 @@ class ChatServiceAsyncStub(ChatServiceStub):
     order, so items for the same chat get increasing seqs in request order. Items succeed or
     fail independently; only problems of the whole call (authentication, an empty or
     oversized batch) fail it with a status.
+    """
+    RelaySends: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.RelaySendsRequest, _chat_service_pb2.RelaySendsResponse]  # type: ignore[assignment]
+    """Sends messages on behalf of several users in one transaction: a gateway pod's coalesced WebSocket sends (group commit).
+
+    Internal: only minitg services may call it, with the internal service credential; the
+    gateway has authenticated every sender on their WebSocket and closes a socket whose
+    session ends. Each item behaves exactly like a SendMessage call by its sender, items
+    are processed in order (items for one chat get increasing seqs in request order), and
+    items succeed or fail independently. The whole batch commits in one database
+    transaction. Only problems of the whole call (the credential, an empty or oversized
+    batch) fail it with a status.
     """
     EditMessage: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.EditMessageRequest, _chat_service_pb2.EditMessageResponse]  # type: ignore[assignment]
     """Replaces the body of one of the caller's own messages.
@@ -312,8 +334,8 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (ListPeers,
-    GetChatMembers) take the internal service credential instead and refuse a user's token
+    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
+    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -417,6 +439,23 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         order, so items for the same chat get increasing seqs in request order. Items succeed or
         fail independently; only problems of the whole call (authentication, an empty or
         oversized batch) fail it with a status.
+        """
+
+    @_abc_1.abstractmethod
+    def RelaySends(
+        self,
+        request: _chat_service_pb2.RelaySendsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.RelaySendsResponse, _abc.Awaitable[_chat_service_pb2.RelaySendsResponse]]:
+        """Sends messages on behalf of several users in one transaction: a gateway pod's coalesced WebSocket sends (group commit).
+
+        Internal: only minitg services may call it, with the internal service credential; the
+        gateway has authenticated every sender on their WebSocket and closes a socket whose
+        session ends. Each item behaves exactly like a SendMessage call by its sender, items
+        are processed in order (items for one chat get increasing seqs in request order), and
+        items succeed or fail independently. The whole batch commits in one database
+        transaction. Only problems of the whole call (the credential, an empty or oversized
+        batch) fail it with a status.
         """
 
     @_abc_1.abstractmethod

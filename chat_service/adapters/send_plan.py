@@ -1,0 +1,112 @@
+"""The arithmetic of a send batch: per chat, whose messages land where, and what each
+member's unread count is after each of them (messages.py runs the SQL).
+
+Within one chat of a batch the fresh messages take consecutive seqs in request order. A
+member who sends in the batch has read the chat up to their own last message of it; every
+other member's unread count grows by one per message. The NewMessage update a member gets
+for message ``n`` carries their unread count right after ``n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from minitg.chat.v1 import chat_pb2, updates_pb2
+
+from chat_service.domain.model import Message, Outgoing
+from chat_service.wire import message_to_proto
+
+
+@dataclass
+class ChatBatch:
+    """The fresh items of one chat within a batch, and what its lock and members returned."""
+
+    chat_id: int
+    indexes: list[int] = field(default_factory=list)  # batch item indexes, request order
+    last_seq: int = 0
+    date_ms: int = 0
+    members: list[int] = field(default_factory=list)
+    prior: dict[int, int] = field(default_factory=dict)  # member -> unread before the batch
+    unread: dict[int, int] = field(default_factory=dict)  # member -> unread after the batch
+    _own: dict[int, list[int]] | None = None
+
+    @property
+    def first_seq(self) -> int:
+        return self.last_seq - len(self.indexes) + 1
+
+    def own_positions(self, sends: Sequence[Outgoing]) -> dict[int, list[int]]:
+        """Sender -> the positions (0-based, within this chat) of their messages."""
+        if self._own is None:
+            self._own = {}
+            for position, index in enumerate(self.indexes):
+                self._own.setdefault(sends[index].sender_id, []).append(position)
+        return self._own
+
+
+def unread_statement(
+    live: Sequence[ChatBatch], sends: Sequence[Outgoing]
+) -> tuple[str, list[object]]:
+    """One UPDATE for every member of ``live``'s chats (SQL first, then its arguments):
+    senders' watermark to their last message and unread to what came after it, everyone
+    else's unread + the chat's message count. Returns every member's new unread count."""
+    args: list[object] = []
+
+    def arg(value: int) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    chats: list[str] = []
+    counts: list[str] = []
+    unread: list[str] = []
+    watermark: list[str] = []
+    for batch in live:
+        k = len(batch.indexes)
+        chat = arg(batch.chat_id)
+        chats.append(chat)
+        counts.append(f"WHEN {chat} THEN CAST({arg(k)} AS INTEGER)")
+        for sender, positions in batch.own_positions(sends).items():
+            last = positions[-1]
+            cond = f"chat_id = {chat} AND user_id = {arg(sender)}"
+            unread.append(f"WHEN {cond} THEN CAST({arg(k - 1 - last)} AS INTEGER)")
+            watermark.append(f"WHEN {cond} THEN CAST({arg(batch.first_seq + last)} AS BIGINT)")
+    sql = (
+        f"UPDATE chat_members SET unread_count = CASE {' '.join(unread)} "
+        f"ELSE unread_count + CASE chat_id {' '.join(counts)} END END, "
+        f"read_inbox_seq = CASE {' '.join(watermark)} ELSE read_inbox_seq END "
+        f"WHERE chat_id IN ({', '.join(chats)}) RETURNING chat_id, user_id, unread_count"
+    )
+    return sql, args
+
+
+def new_message_updates(
+    batch: ChatBatch, sends: Sequence[Outgoing], index: int, message: Message
+) -> tuple[updates_pb2.Update, dict[int, updates_pb2.Update]]:
+    """The shared NewMessage (no client_msg_id, no unread) and the per-member patches:
+    each other member's unread count right after this message, the sender's client_msg_id."""
+    shared = updates_pb2.Update(
+        new_message=updates_pb2.NewMessage(message=message_to_proto(message, for_user=0))
+    )
+    own = batch.own_positions(sends)
+    position, k = batch.indexes.index(index), len(batch.indexes)
+    patches: dict[int, updates_pb2.Update] = {}
+    for user_id in batch.members:
+        if user_id == message.sender_id:
+            continue
+        earlier = [p for p in own.get(user_id, ()) if p < position]
+        if earlier:  # read up to their own message, then these arrived
+            unread = position - earlier[-1]
+        elif user_id in own:  # sends later in the batch: count up from before it
+            unread = batch.prior[user_id] + position + 1
+        else:
+            unread = batch.unread[user_id] - (k - 1 - position)
+        if unread:
+            patches[user_id] = updates_pb2.Update(
+                new_message=updates_pb2.NewMessage(unread_count=unread)
+            )
+    patches[message.sender_id] = updates_pb2.Update(
+        new_message=updates_pb2.NewMessage(
+            message=chat_pb2.Message(client_msg_id=message.client_msg_id)
+        )
+    )
+    return shared, patches

@@ -1,0 +1,75 @@
+"""The gateway pod's sends to the chat service, coalesced into RelaySends batches.
+
+Every connection's SendMessage frames go through one ``SendRelay`` per pod: concurrent
+sends of many users leave together in one RelaySends call, which the chat service commits
+in one transaction (group commit; see svckit/coalesce.py for when a batch leaves). The
+gateway authenticated each sender on their socket; the call carries the internal service
+credential and, per item, the sender's user and session. One connection's sends still
+commit in the order received: the dispatcher holds the connection's send lock until its
+send is answered, so two sends of one device are never in flight together.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from minitg.chat.v1 import chat_service_pb2
+
+from svckit.authn import Principal, service_metadata
+from svckit.coalesce import Coalescer
+from svckit.errors import DomainError
+from svckit.logs import request_id_var
+
+log = logging.getLogger("minitg.gateway.ws")
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+_Item = tuple[Principal, Any, str]
+
+
+def item_error(error: chat_service_pb2.ItemError) -> DomainError:
+    """The chat service's per-item error as the DomainError a single call would raise."""
+    failed = DomainError(error.message, reason=error.reason, metadata=dict(error.metadata))
+    failed.code = _CODES.get(error.code, grpc.StatusCode.UNKNOWN)
+    return failed
+
+
+class SendRelay:
+    """Coalesces this pod's sends into RelaySends calls (see the module docstring)."""
+
+    def __init__(
+        self, chat: Any, internal_token: str, *, max_items: int, max_in_flight: int
+    ) -> None:
+        self._chat, self._metadata = chat, service_metadata(internal_token)
+        self._batches: Coalescer[_Item, chat_service_pb2.SendMessageResponse] = Coalescer(
+            self._call, max_items=max_items, max_in_flight=max_in_flight, name="sends"
+        )
+
+    async def send(
+        self, sender: Principal, request: chat_service_pb2.SendMessageRequest
+    ) -> chat_service_pb2.SendMessageResponse:
+        """Send ``request`` as ``sender``; raise the item's error as a DomainError."""
+        return await self._batches.submit((sender, request, request_id_var.get()))
+
+    async def _call(
+        self, items: list[_Item]
+    ) -> list[chat_service_pb2.SendMessageResponse | BaseException]:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("relaying %d sends: %s", len(items), " ".join(rid for _, _, rid in items))
+        request = chat_service_pb2.RelaySendsRequest(
+            items=[
+                chat_service_pb2.RelayedSend(
+                    user_id=sender.user_id, session_id=sender.session_id, send=send
+                )
+                for sender, send, _ in items
+            ]
+        )
+        reply = await self._chat.RelaySends(request, metadata=self._metadata)
+        return [
+            r.response if r.WhichOneof("outcome") == "response" else item_error(r.error)
+            for r in reply.results
+        ]
+
+    async def close(self) -> None:
+        await self._batches.close()
