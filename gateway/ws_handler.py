@@ -9,12 +9,10 @@ so a bad token is a plain 401 JSON error and never an open socket. Browsers also
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import WSMsgType, web
 from google.protobuf.message import DecodeError
@@ -24,7 +22,6 @@ from gateway.deps import DEPS
 from gateway.ws_dispatch import Dispatcher
 from gateway.ws_hello import hello_frame
 from gateway.ws_hub import CloseCode, Connection, Hub
-from svckit.config import MessagingConfig
 from svckit.errors import PermissionDenied, Unauthenticated, Unavailable
 
 log = logging.getLogger("minitg.gateway.ws")
@@ -83,32 +80,63 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     conn = Connection(ws, principal, float(principal.expires_at))
     await runtime.hub.attach(conn)  # registered before the state read: no missed window
-    tasks: set[asyncio.Task[None]] = set()
+    requests = _Requests()
     try:
-        await _hello(conn, deps.clients.chat, deps.cfg.messaging)
-        conn.start_writer()
-        await _read_loop(conn, runtime.dispatcher, tasks)
+        conn.start(await hello_frame(conn, deps.clients.chat, deps.cfg.messaging))
+        await _read_loop(conn, runtime.dispatcher, requests)
     finally:
-        for task in tasks:
-            task.cancel()
+        requests.cancel()
         if conn.closing:  # closed from another task: let its close handshake finish first
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(conn.closed_done.wait(), 5)
+            await conn.wait_closed(5)
         await runtime.hub.detach(conn)
         await conn.stop_writer()
     return ws
 
 
-async def _hello(conn: Connection, chat: Any, cfg: MessagingConfig) -> None:
-    await conn.ws.send_bytes(await hello_frame(conn, chat, cfg))
+class _Requests:
+    """One connection's requests awaiting their reply. The sets are made by the first
+    request: an idle socket (pongs only) never has them."""
+
+    __slots__ = ("_pending", "_tasks")
+
+    def __init__(self) -> None:
+        self._pending: set[int] | None = None  # request ids awaiting a reply
+        self._tasks: set[asyncio.Task[None]] | None = None
+
+    @property
+    def pending(self) -> set[int]:
+        if self._pending is None:
+            self._pending = set()
+        return self._pending
+
+    def track(self, work: Awaitable[None], rid: int) -> None:
+        """Run ``work`` in its own task, its request id pending until it is done."""
+        pending = self.pending
+        if rid:
+            pending.add(rid)
+
+        async def run() -> None:
+            try:
+                await work
+            finally:
+                pending.discard(rid)
+
+        if self._tasks is None:
+            self._tasks = set()
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel(self) -> None:
+        for task in self._tasks or ():
+            task.cancel()
 
 
-async def _read_loop(
-    conn: Connection, dispatcher: Dispatcher, tasks: set[asyncio.Task[None]]
-) -> None:
+async def _read_loop(conn: Connection, dispatcher: Dispatcher, requests: _Requests) -> None:
     allowance, stamp = FRAME_BURST, time.monotonic()
-    pending: set[int] = set()
-    async for msg in conn.ws:
+    ws = conn.ws
+    while True:
+        msg = await ws.receive()
         now = time.monotonic()
         conn.last_seen = now
         allowance = min(FRAME_BURST, allowance + (now - stamp) * FRAMES_PER_SECOND)
@@ -121,7 +149,7 @@ async def _read_loop(
             conn.last_pong = now
             continue
         if msg.type == WSMsgType.PING:
-            await conn.ws.pong(msg.data)
+            await ws.pong(msg.data)
             continue
         if msg.type == WSMsgType.TEXT:
             await conn.close(CloseCode.CLOSE_CODE_UNSUPPORTED_DATA, "binary frames only")
@@ -134,26 +162,9 @@ async def _read_loop(
         except DecodeError:
             await conn.close(CloseCode.CLOSE_CODE_MALFORMED_FRAME, "not a ClientFrame")
             return
-        work = dispatcher.accept(conn, frame, pending)
+        work = dispatcher.accept(conn, frame, requests.pending)
         if work is not None:
-            _track(work, frame.request_id, pending, tasks)
-
-
-def _track(
-    work: Awaitable[None], rid: int, pending: set[int], tasks: set[asyncio.Task[None]]
-) -> None:
-    if rid:
-        pending.add(rid)
-
-    async def run() -> None:
-        try:
-            await work
-        finally:
-            pending.discard(rid)
-
-    task = asyncio.create_task(run())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+            requests.track(work, frame.request_id)
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,8 +1,9 @@
 """The gateway pod's live WebSockets: who is connected here, and pushing frames to them.
 
-A ``Connection`` owns one socket and a bounded outbox drained by its writer task, so a slow
-client never blocks delivery to the others: when its outbox is full it is closed with 1013
-and catches up through GetDifference after reconnecting. The ``Hub`` indexes connections by
+A ``Connection`` owns one socket and writes pushed frames to it at once; only while its
+transport is paused do frames wait, in a bounded backlog, so a slow client never blocks
+delivery to the others: when the backlog is full it is closed with 1013 and catches up
+through GetDifference after reconnecting. The ``Hub`` indexes connections by
 session and by user, keeps this pod's entries in the connection registry (added before the
 first frame so no update can slip between catch-up and live delivery, refreshed every
 heartbeat, removed with the last connection), and closes connections when their session
@@ -15,7 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator, Iterable
+from typing import Any
 
 from aiohttp import web
 from minitg.gateway.v1 import frames_pb2
@@ -46,19 +49,33 @@ GOODBYE_REASONS: dict[int, str] = {
 
 
 class Connection:
-    """One client socket: its principal, its outbox and its writer."""
+    """One client socket: its principal and its ordered, bounded output.
+
+    Frames are written to the socket as they are pushed (the WebSocket write itself is
+    synchronous; only waiting for a paused transport is not): nothing per socket waits in
+    between, no writer task, no queue. Frames pushed before the Hello is out, or while the
+    transport is paused, wait in a backlog (created then, dropped when empty) drained by a
+    task that exists only that long; a backlog past ``OUTBOX_FRAMES`` closes with 1013.
+    """
+
+    __slots__ = (
+        "_backlog", "_closed", "_closer", "_lock", "_started", "_writer", "closing",
+        "last_checked", "last_pong", "last_seen", "principal", "token_exp", "typing", "ws",
+    )  # fmt: skip
 
     def __init__(self, ws: web.WebSocketResponse, principal: Principal, token_exp: float) -> None:
         self.ws, self.principal, self.token_exp = ws, principal, token_exp
-        self.last_seen = time.monotonic()
-        self.last_pong = time.monotonic()  # a WebSocket pong (or the connect) was seen
-        self.last_checked = time.monotonic()
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOX_FRAMES)
-        self._writer: asyncio.Task[None] | None = None
+        now = time.monotonic()
+        self.last_seen = now
+        self.last_pong = now  # a WebSocket pong (or the connect) was seen
+        self.last_checked = now
         self.closing = False
-        self.closed_done = asyncio.Event()  # set once close() has finished its handshake
-        self.send_lock = asyncio.Lock()  # one device's sends commit in the order received
         self.typing: dict[int, float] = {}  # chat id -> when this device last said "typing"
+        self._lock: asyncio.Lock | None = None
+        self._started = False  # the Hello is out: later frames may be written directly
+        self._backlog: deque[bytes] | None = None
+        self._writer: asyncio.Task[None] | None = None  # drains the backlog, while it exists
+        self._closed: asyncio.Future[None] | None = None  # done once close() has finished
         self._closer: asyncio.Future[None] | None = None
 
     @property
@@ -69,38 +86,74 @@ class Connection:
     def session_id(self) -> str:
         return self.principal.session_id
 
-    def start_writer(self) -> None:
-        """Begin draining the outbox (after Hello, which is written directly)."""
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.session_id}")
+    @property
+    def send_lock(self) -> asyncio.Lock:
+        """Serialises this device's sends (they commit in the order received)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    def start(self, hello: bytes) -> None:
+        """Write the Hello, then the frames pushed while it was being prepared."""
+        self._started = True
+        queued, self._backlog = self._backlog, None
+        self._write(hello)
+        for frame in queued or ():
+            if self._writer is None:
+                self._write(frame)
+            else:
+                self._hold(frame)
 
     def push(self, frame: bytes, kind: str = "update") -> None:
-        """Queue a frame; a client too slow to take its frames is disconnected."""
-        if self.closing:
+        """Send a frame; a client too slow to take its frames is disconnected."""
+        if self.closing or self._closer is not None:
             return
-        try:
-            self._outbox.put_nowait(frame)
-            metrics.WS_FRAMES.labels("out", kind).inc()
-        except asyncio.QueueFull:
+        if self._started and self._writer is None:
+            self._write(frame)
+        elif not self._hold(frame):
             log.info("closing slow consumer", extra={"fields": {"session": self.session_id}})
             self._closer = asyncio.ensure_future(
                 self.close(CloseCode.CLOSE_CODE_TRY_AGAIN_LATER, "client too slow")
             )
+            return
+        metrics.WS_FRAMES.labels("out", kind).inc()
 
-    async def _write_loop(self) -> None:
-        while True:
-            frame = await self._outbox.get()
-            if frame is None or self.ws.closed:
-                return
-            try:
-                await self.ws.send_bytes(frame)
-            except (ConnectionError, RuntimeError):
-                return
+    def _hold(self, frame: bytes) -> bool:
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        elif len(backlog) >= OUTBOX_FRAMES:
+            return False
+        backlog.append(frame)
+        return True
+
+    def _write(self, frame: bytes) -> None:
+        """Write ``frame`` now; if that pauses the transport, later frames wait for it."""
+        sending = self.ws.send_bytes(frame)
+        try:
+            blocked = sending.send(None)  # returns at once unless the transport is paused
+        except StopIteration:
+            return
+        except (ConnectionError, RuntimeError):
+            return  # the socket is going away; the read loop sees it end
+        self._writer = asyncio.ensure_future(self._drain(_Resumed(sending, blocked)))
+
+    async def _drain(self, paused: _Resumed) -> None:
+        try:
+            await paused
+            while self._backlog:
+                await self.ws.send_bytes(self._backlog.popleft())
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            self._writer, self._backlog = None, None
 
     async def close(self, code: int, message: str = "", reconnect_after_ms: int = 0) -> None:
         """Say Goodbye (best effort) and close the socket with ``code``."""
         if self.closing:
             return
         self.closing = True
+        self._closed = asyncio.get_running_loop().create_future()
         goodbye = frames_pb2.ServerFrame(
             goodbye=frames_pb2.Goodbye(
                 code=code,  # type: ignore[arg-type]
@@ -109,22 +162,42 @@ class Connection:
                 reconnect_after_ms=reconnect_after_ms,
             )
         )
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.send_bytes(goodbye.SerializeToString()), 1.0)
-        metrics.WS_CLOSES.labels(str(int(code))).inc()
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=int(code), message=message.encode()[:120])
-        self.closed_done.set()
-        await self.stop_writer()
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.send_bytes(goodbye.SerializeToString()), 1.0)
+            metrics.WS_CLOSES.labels(str(int(code))).inc()
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=int(code), message=message.encode()[:120])
+        finally:
+            self._closed.set_result(None)
+            await self.stop_writer()
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) for a close() in progress to finish its handshake."""
+        if self._closed is not None:
+            await asyncio.wait((self._closed,), timeout=timeout)
 
     async def stop_writer(self) -> None:
-        if self._writer is None:
-            return
-        with contextlib.suppress(asyncio.QueueFull):
-            self._outbox.put_nowait(None)
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._writer
+        """Drop what is still queued (the socket is closed or closing)."""
+        writer, self._writer, self._backlog = self._writer, None, None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+
+class _Resumed:
+    """Awaiting this finishes a coroutine that was stepped once by hand and yielded
+    ``blocked`` (what a Task would have waited on before resuming it)."""
+
+    __slots__ = ("_blocked", "_coro")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], blocked: Any) -> None:
+        self._coro, self._blocked = coro, blocked
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self._blocked
+        yield from self._coro.__await__()
 
 
 class Hub:
@@ -133,7 +206,9 @@ class Hub:
     def __init__(self, pod_id: str, registry: ConnectionRegistry) -> None:
         self.pod_id, self._registry = pod_id, registry
         self._by_session: dict[str, Connection] = {}
-        self._by_user: dict[int, set[Connection]] = {}
+        # A tuple per user: most users have one device here, and a one-tuple is a quarter
+        # of an empty set's size (the pushes iterate it; attach/detach rebuild it).
+        self._by_user: dict[int, tuple[Connection, ...]] = {}
         self.on_change: Callable[[Connection, bool], None] = lambda _c, _up: None
 
     def __len__(self) -> int:
@@ -152,9 +227,9 @@ class Hub:
         """Register ``conn``; an older connection of the same session is replaced (4002)."""
         older = self._by_session.get(conn.session_id)
         self._by_session[conn.session_id] = conn
-        peers = self._by_user.setdefault(conn.user_id, set())
+        peers = self._by_user.get(conn.user_id, ())
         first_here = not peers
-        peers.add(conn)
+        self._by_user[conn.user_id] = (*peers, conn)
         metrics.WS_CONNECTIONS.set(len(self._by_session))
         if older is not None:
             self._forget(older)
@@ -176,10 +251,11 @@ class Hub:
 
     def _forget(self, conn: Connection) -> bool:
         peers = self._by_user.get(conn.user_id)
-        if peers is None:
+        if peers is None or conn not in peers:
             return False
-        peers.discard(conn)
-        if peers:
+        rest = tuple(c for c in peers if c is not conn)
+        if rest:
+            self._by_user[conn.user_id] = rest
             return False
         del self._by_user[conn.user_id]
         return True
