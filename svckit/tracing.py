@@ -4,7 +4,7 @@ Spans: the gateway's WebSocket request -> the gRPC call (context in metadata) ->
 service's handler -> the outbox row (context stored in the DeliveryBatch, because the relay
 publishes later, from another task) -> the relay's publish (context in the batch and in the
 AMQP headers) -> the gateway's push. With no OTLP endpoint configured no SDK is installed
-and the API's no-op tracer costs next to nothing.
+and ``span`` skips the API altogether.
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ def configure(endpoint: str, service_name: str, sample_ratio: float) -> None:
     log.info("tracing to %s as %s", url, service_name)
 
 
+def enabled() -> bool:
+    """Whether a tracer provider is installed (``configure``, or a test's SDK)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def active() -> bool:
     """True while a recording span is current (skip propagation work otherwise)."""
     return bool(trace.get_current_span().get_span_context().is_valid)
@@ -72,7 +77,12 @@ def span(
     parent: context.Context | None = None,
     attributes: Mapping[str, str | int] | None = None,
 ) -> Iterator[trace.Span]:
-    """Start a span (as a child of ``parent`` when given) and make it current."""
+    """Start a span (as a child of ``parent`` when given) and make it current. Without a
+    provider it does nothing at all: even the API's no-op span, made current, cost the
+    gateway 15 % of its CPU at 300 messages per second."""
+    if not enabled():
+        yield trace.INVALID_SPAN
+        return
     with tracer().start_as_current_span(
         name, context=parent, kind=kind, attributes=attributes
     ) as current:

@@ -6,12 +6,15 @@ The rules it follows are the ones docs/PROTOCOL.md gives client authors:
   per chunk until a chunk with a final status).
 * An update with ``pts == 0`` is applied as it comes. Otherwise it is applied only when
   ``local_pts + pts_count == pts``; one with ``pts <= local_pts`` is a duplicate and
-  dropped; a higher one means a gap: it is held back and GetDifference fills the gap.
+  dropped; a higher one means a gap: it is held back, and if the gap is still open after
+  half a second (usually the missing update is merely still on its way), GetDifference
+  fills it.
 * On connect with a known pts the client catches up with GetDifference; live updates that
   arrive meanwhile are held back and merged, so nothing falls between the two.
 * Sends reuse their ``client_msg_id`` when retried, so a retry never makes a second message.
 * A reply that carries ``pts``/``pts_count`` (send, read, edit, delete) advances the local
-  pts like the update it stands for: the acting device gets no push of its own action.
+  pts like the update it stands for: the acting device gets no push of its own action. A
+  reply ahead of a gap waits, like a held update, until the updates before it arrive.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ FINAL = {
 }
 
 
+# How long a gap may stay open before GetDifference is called (docs/PROTOCOL.md section 4).
+GAP_GRACE_SECONDS = 0.5
+
+
 class MinitgClient:
     """One device's connection. ``pts`` is the device's update-log position."""
 
@@ -53,6 +60,7 @@ class MinitgClient:
         pts: int | None = None,
         ack_interval: float = 0.2,
         auto_reconnect: bool = False,
+        gap_grace: float = GAP_GRACE_SECONDS,
     ) -> None:
         bases = [url] if isinstance(url, str) else list(url)
         self._urls = [base.rstrip("/") + "/v1/ws" for base in bases]
@@ -68,7 +76,7 @@ class MinitgClient:
         self.goodbye: frames_pb2.Goodbye | None = None
         self.close_code: int | None = None  # set when the server closed the socket
         self.too_long = False  # the log was trimmed past our pts: refetch chats and history
-        self._ack_interval = ack_interval
+        self._ack_interval, self._gap_grace = ack_interval, gap_grace
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], list[Any]]] = {}
         self._delivered: dict[int, int] = {}  # chat -> max seq received, for the next ack
@@ -374,12 +382,16 @@ class MinitgClient:
             self._catching_up = asyncio.create_task(self._fill_gap())
 
     async def _fill_gap(self) -> None:
-        """Catch up until no gap is left: a gap found while a GetDifference was already
-        under way may lie past what that call returned, so it needs another round."""
+        """Give a gap ``gap_grace`` to close by itself (the usual gap is a peer's update
+        still on its way while our own later send was already answered), then catch up;
+        repeat while gaps keep appearing: one found while a GetDifference was already under
+        way may lie past what that call returned."""
         with contextlib.suppress(RequestFailed, ConnectionClosed, TimeoutError):
             while self._gap_seen:
                 self._gap_seen = False
-                await self.catch_up()
+                await asyncio.sleep(self._gap_grace)
+                if self._state.pending:
+                    await self.catch_up()
 
     def _apply(self, update: updates_pb2.Update) -> None:
         if update.WhichOneof("update") == "new_message":
