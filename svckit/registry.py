@@ -7,13 +7,21 @@ message per pod. Entries expire after ``ttl`` seconds without a refresh, which i
 pod that died stops receiving. It lives in the hot-state store under its own namespace,
 ``<MINITG_REDIS_PREFIX>registry:``, shared on purpose by those roles: it is the one piece
 of Redis state that crosses a service boundary, and this class is its whole contract.
+
+Adds are coalesced: the adds that arrive while a round trip is out leave together as one
+pipeline, so a pod taking thousands of connects at once pays a few round trips, not one
+per connect (an idle pod still sends each add at the next turn of the event loop).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from svckit.coalesce import Coalescer
 from svckit.ports import HotState
+
+ADD_BATCH = 500  # registry adds per pipeline
+ADD_ROUND_TRIPS = 2  # pipelines of adds in flight at once
 
 
 def registry_namespace(redis_prefix: str) -> str:
@@ -30,10 +38,17 @@ class ConnectionRegistry:
 
     def __init__(self, state: HotState, ttl: float) -> None:
         self._state, self.ttl = state, ttl
+        self._adds: Coalescer[tuple[str, str], None] = Coalescer(
+            self._add_many, max_items=ADD_BATCH, max_in_flight=ADD_ROUND_TRIPS, name="registry_add"
+        )
 
     async def add(self, user_id: int, pod_id: str) -> None:
         """Record (or refresh) that ``pod_id`` holds a connection of ``user_id``."""
-        await self._state.expiring_add(_key(user_id), pod_id, self.ttl)
+        await self._adds.submit((_key(user_id), pod_id))
+
+    async def _add_many(self, pairs: list[tuple[str, str]]) -> list[None]:
+        await self._state.expiring_add_many(pairs, self.ttl)
+        return [None] * len(pairs)
 
     async def refresh(self, user_ids: Iterable[int], pod_id: str, *, chunk: int = 1000) -> None:
         """Refresh this pod's entry for many users (the heartbeat): one round trip a chunk."""
