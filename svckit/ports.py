@@ -246,6 +246,11 @@ class HotState(Protocol):
         seconds (GCRA: smooth, bursts up to ``limit``). A refused request is not counted."""
         ...
 
+    async def rate_hit_many(self, hits: Sequence[tuple[str, int, float]]) -> list[RateDecision]:
+        """``rate_hit`` for several ``(key, limit, window)`` in one round trip, in order (hits
+        on one key count one after the other)."""
+        ...
+
     async def ping(self) -> bool:
         """Return True when the store answers."""
         ...

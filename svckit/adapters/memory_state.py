@@ -194,6 +194,9 @@ class MemoryHotState:
         remaining = math.floor((window - (new_tat - now)) / interval + 1e-9)
         return RateDecision(allowed=True, remaining=remaining, retry_after=0.0)
 
+    async def rate_hit_many(self, hits: Sequence[tuple[str, int, float]]) -> list[RateDecision]:
+        return [await self.rate_hit(key, limit, window) for key, limit, window in hits]
+
     async def ping(self) -> bool:
         """True until closed."""
         return not self._closed

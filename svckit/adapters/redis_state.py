@@ -188,15 +188,22 @@ class RedisHotState:
         return [{m.decode() for m in members} for members in results]
 
     async def rate_hit(self, key: str, limit: int, window: float) -> RateDecision:
-        if limit < 1 or window <= 0:
-            raise ValueError("rate limit needs limit >= 1 and window > 0")
-        window_us = max(1, round(window * 1_000_000))
         allowed, remaining, retry_us = await self._rate_hit(
-            keys=[self._key(key)], args=[limit, window_us]
+            keys=[self._key(key)], args=_rate_args(limit, window)
         )
-        return RateDecision(
-            allowed=bool(allowed), remaining=int(remaining), retry_after=int(retry_us) / 1e6
-        )
+        return _decision(allowed, remaining, retry_us)
+
+    async def rate_hit_many(self, hits: Sequence[tuple[str, int, float]]) -> list[RateDecision]:
+        """One pipeline (one round trip) of the GCRA script per hit."""
+        if not hits:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, limit, window in hits:
+                await self._rate_hit(
+                    keys=[self._key(key)], args=_rate_args(limit, window), client=pipe
+                )
+            results: list[list[int]] = await pipe.execute()
+        return [_decision(*result) for result in results]
 
     async def ping(self) -> bool:
         """True when Redis answers PING within two seconds."""
@@ -209,3 +216,15 @@ class RedisHotState:
     async def close(self) -> None:
         """Disconnect every pooled connection."""
         await self._client.aclose(close_connection_pool=True)
+
+
+def _rate_args(limit: int, window: float) -> list[int]:
+    if limit < 1 or window <= 0:
+        raise ValueError("rate limit needs limit >= 1 and window > 0")
+    return [limit, max(1, round(window * 1_000_000))]
+
+
+def _decision(allowed: int, remaining: int, retry_us: int) -> RateDecision:
+    return RateDecision(
+        allowed=bool(allowed), remaining=int(remaining), retry_after=int(retry_us) / 1e6
+    )

@@ -191,6 +191,17 @@ async def test_rate_limit_buckets_are_independent(state: HotState) -> None:
     assert (await state.rate_hit("y", 1, 60)).allowed is True
 
 
+async def test_rate_hit_many_counts_in_order(state: HotState) -> None:
+    """One batch behaves as the same hits one after the other, per bucket."""
+    hits = [("m", 2, 60.0), ("n", 1, 60.0), ("m", 2, 60.0), ("m", 2, 60.0), ("n", 1, 60.0)]
+    decisions = await state.rate_hit_many(hits)
+    assert [True, True, True, False, False] == [d.allowed for d in decisions]
+    assert [1, 0, 0, 0, 0] == [d.remaining for d in decisions]
+    assert 0 < decisions[3].retry_after <= 60
+    assert [] == await state.rate_hit_many([])
+    assert (await state.rate_hit("m", 2, 60)).allowed is False
+
+
 async def test_namespaces_isolate(stores: HotStateFactory) -> None:
     """Two stores with different namespaces on one server never see each other's keys."""
     auth, chat = await stores.open(), await stores.open()
