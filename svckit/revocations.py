@@ -8,7 +8,8 @@ after that no token of that session verifies anyway. It lives under the namespac
 ``<MINITG_REDIS_PREFIX>sessions:``, a contract shared on purpose like the connection
 registry. If the store forgets (a Redis restart without persistence), revocations of the
 last minutes are lost until those tokens expire; readers fall back to
-``AuthService.CheckSession`` when the store is unreachable.
+``AuthService.CheckSession`` when the store is unreachable. Concurrent checks are
+coalesced into one MGET (a storm of connects with new sessions pays a few round trips).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from svckit.backends import EmbeddedBackends, open_hot_state
+from svckit.coalesce import Coalescer
 from svckit.config import Config
 from svckit.ports import HotState
 
@@ -29,12 +31,19 @@ class RevocationList:
 
     def __init__(self, state: HotState, ttl: float) -> None:
         self._state, self.ttl = state, ttl
+        self._checks: Coalescer[str, bool] = Coalescer(
+            self._contains_many, max_items=500, max_in_flight=2, name="revocation_check"
+        )
 
     async def add(self, session_id: str) -> None:
         await self._state.set(f"revoked:{session_id}", b"1", self.ttl)
 
     async def contains(self, session_id: str) -> bool:
-        return await self._state.get(f"revoked:{session_id}") is not None
+        return await self._checks.submit(session_id)
+
+    async def _contains_many(self, session_ids: list[str]) -> list[bool]:
+        values = await self._state.get_many([f"revoked:{s}" for s in session_ids])
+        return [value is not None for value in values]
 
 
 async def open_revocations(
