@@ -24,6 +24,7 @@ from chat_service.domain import rules
 from chat_service.domain.errors import ChatNotFound
 from chat_service.domain.model import (
     Body,
+    ChatKind,
     ChatView,
     Invited,
     Message,
@@ -36,6 +37,8 @@ from svckit.authn import Principal
 from svckit.errors import InvalidField
 from svckit.logs import request_id_var
 from svckit.ports import Database
+
+KIND_CACHE_SIZE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class ChatUseCases:
         self._membership, self._messages = MembershipStore(db), MessageStore(db)
         self._log, self._edits, self._deletes = LogReader(db), EditStore(db), DeleteStore(db)
         self._wake, self.limits, self._clock = wake_relay, limits, clock
+        self._kinds: dict[int, ChatKind] = {}  # fixed at creation, so never stale
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -194,10 +198,19 @@ class ChatUseCases:
             raise InvalidField("user_id", "user_id must be at least 1")
         return await queries.peers(self._db, user_id)
 
-    async def chat_members(self, chat_id: int) -> list[int]:
+    async def chat_members(self, chat_id: int) -> tuple[ChatKind, list[int]]:
+        """A chat's kind and current members (for other services' fan-out)."""
         if chat_id < 1:
             raise InvalidField("chat_id", "chat_id must be at least 1")
         members = await self._cache.members(chat_id)
         if not members:
             raise ChatNotFound()
-        return members
+        kind = self._kinds.get(chat_id)
+        if kind is None:
+            kind = ChatKind(
+                await self._db.fetchval("SELECT kind FROM chats WHERE id = $1", chat_id)
+            )
+            if len(self._kinds) >= KIND_CACHE_SIZE:
+                self._kinds.clear()
+            self._kinds[chat_id] = kind
+        return kind, members

@@ -16,7 +16,7 @@ from gateway.delivery import DeliveryConsumer, announce_session_end, queue_name
 from gateway.deps import GatewayAuth, GatewayDeps
 from gateway.presence_reporter import PresenceReporter
 from gateway.ratelimit import RateLimiter
-from gateway.send_relay import SendRelay
+from gateway.relays import AckRelay, SendRelay
 from gateway.ws_dispatch import Dispatcher
 from gateway.ws_handler import WsRuntime
 from gateway.ws_hub import CloseCode, Hub
@@ -62,12 +62,17 @@ class GatewayRole:
             max_in_flight=cfg.messaging.send_batches_in_flight,
         )
         stack.push_async_callback(relay.close)
+        acks = AckRelay(
+            deps.clients.presence, cfg.messaging.internal_token, max_items=1000, max_in_flight=1
+        )
+        stack.push_async_callback(acks.close)
         runtime = WsRuntime(
             hub,
             Dispatcher(
                 deps.clients,
                 authenticator,
                 relay,
+                acks,
                 cfg.messaging.max_in_flight_per_connection,
                 cfg.messaging.max_sends_in_flight,
             ),

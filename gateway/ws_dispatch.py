@@ -21,7 +21,7 @@ from minitg.presence.v1 import presence_pb2, presence_service_pb2
 from opentelemetry.trace import SpanKind
 
 from gateway.clients import ServiceClients
-from gateway.send_relay import SendRelay
+from gateway.relays import AckRelay, SendRelay
 from gateway.ws_hub import Connection
 from svckit import metrics, tracing
 from svckit.authn import Authenticator
@@ -65,11 +65,12 @@ class Dispatcher:
         clients: ServiceClients,
         authenticator: Authenticator,
         sends: SendRelay,
+        acks: AckRelay,
         max_in_flight: int,
         max_sends: int = 1024,
     ) -> None:
         self._clients, self._authn, self._max_in_flight = clients, authenticator, max_in_flight
-        self._relay = sends
+        self._relay, self._acks = sends, acks
         # Admission control: past this many sends awaiting the chat service on this pod,
         # new sends are refused at once (RATE_LIMITED, retry soon) instead of queueing into
         # deadlines that expire after the database has done the work anyway.
@@ -169,9 +170,8 @@ class Dispatcher:
             await self._clients.presence.SetTyping(cancel, metadata=self._md(conn))
 
     async def _ack_updates(self, conn: Connection, request: Any) -> frames_pb2.Result:
-        request.session_id = ""  # the service takes the device from the token
-        reply = await self._clients.presence.AckUpdates(request, metadata=self._md(conn))
-        return frames_pb2.Result(ack_updates=reply)
+        await self._acks.ack(conn.principal, request)  # the device is the connection's
+        return frames_pb2.Result(ack_updates=presence_service_pb2.AckUpdatesResponse())
 
     async def _set_typing(self, conn: Connection, request: Any) -> frames_pb2.Result:
         reply = await self._clients.presence.SetTyping(request, metadata=self._md(conn))

@@ -8,7 +8,7 @@ which use case answers, and the reply. Decisions live in ``chat_service.service`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc, updates_pb2
@@ -263,9 +263,9 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         self, request: Any, context: Any
     ) -> chat_service_pb2.GetChatMembersResponse:
         require_service_caller(context.invocation_metadata(), self._internal_token)
-        return chat_service_pb2.GetChatMembersResponse(
-            user_ids=await self._cases.chat_members(request.chat_id)
-        )
+        kind, members = await self._cases.chat_members(request.chat_id)
+        proto_kind = cast("chat_pb2.ChatKind.ValueType", int(kind))
+        return chat_service_pb2.GetChatMembersResponse(user_ids=members, kind=proto_kind)
 
     async def GetHistory(self, request: Any, context: Any) -> chat_service_pb2.GetHistoryResponse:
         caller = await self._caller(context)

@@ -1,9 +1,10 @@
 """Who shares chats with whom: the chat service, seen through a small port.
 
 Presence owns no membership data (each service owns its tables); it asks the chat service
-over gRPC. ``ListPeers`` uses the internal service credential; ``GetChat`` forwards the
-acting user's token, so the chat service itself decides membership and answers
-CHAT_NOT_FOUND to a non-member, which passes through to our caller unchanged.
+over gRPC with the internal service credential: ``ListPeers``, and ``GetChatMembers`` for
+a chat's kind and members. A caller who is not among the members gets CHAT_NOT_FOUND,
+exactly what the chat service would answer them; so acks relayed by a gateway (which
+carry no user token) are checked the same way as a user's own calls.
 
 Chats are cached for ``cache_seconds`` (``MINITG_MEMBER_CACHE_SECONDS``): a cached chat
 is used only when the caller is among its members; otherwise the chat service is asked.
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import grpc
 from grpc import aio
 from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
 
@@ -45,6 +47,12 @@ class ChatDirectory(Protocol):
     async def chat(self, chat_id: int, caller: Principal) -> ChatInfo:
         """The chat as ``caller`` sees it; DomainError CHAT_NOT_FOUND for a non-member."""
         ...
+
+
+def _not_found() -> DomainError:
+    missing = DomainError("chat not found", reason="CHAT_NOT_FOUND")
+    missing.code = grpc.StatusCode.NOT_FOUND
+    return missing
 
 
 def _passed_through(error: aio.AioRpcError) -> DomainError:
@@ -87,20 +95,22 @@ class GrpcChatDirectory:
         if cached is not None and cached[1] > now and caller.user_id in cached[0].member_ids:
             return cached[0]
         try:
-            reply = await self._stub.GetChat(
-                chat_service_pb2.GetChatRequest(chat_id=chat_id), metadata=caller.metadata()
+            reply = await self._stub.GetChatMembers(
+                chat_service_pb2.GetChatMembersRequest(chat_id=chat_id), metadata=self._service_md
             )
         except aio.AioRpcError as exc:
             self._cache.pop(chat_id, None)
             raise _passed_through(exc) from None
         info = ChatInfo(
             chat_id=chat_id,
-            direct=reply.chat.kind == chat_pb2.CHAT_KIND_DIRECT,
-            member_ids=tuple(m.user_id for m in reply.chat.members),
+            direct=reply.kind == chat_pb2.CHAT_KIND_DIRECT,
+            member_ids=tuple(reply.user_ids),
         )
         if self._cache_seconds > 0:
             self._cache[chat_id] = (info, now + self._cache_seconds)
             self._cache.move_to_end(chat_id)
             while len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
+        if caller.user_id not in info.member_ids:
+            raise _not_found()
         return info

@@ -1,12 +1,13 @@
 """The PresenceService servicer: validates and translates proto <-> use cases, authorizes.
 
-ReportConnections takes only the internal service credential (gateway pods); the other
-RPCs take a user's access token, verified here against the auth service's keys.
+ReportConnections and RelayAcks take only the internal service credential (gateway pods);
+the other RPCs take a user's access token, verified here against the auth service's keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from minitg.presence.v1 import presence_pb2, presence_service_pb2, presence_service_pb2_grpc
@@ -16,13 +17,14 @@ from presence_service.usecases.acks import AckBatcher
 from presence_service.usecases.tracker import PresenceTracker
 from presence_service.usecases.typing_relay import TypingRelay
 from svckit.authn import Authenticator, Principal, require_service_caller
-from svckit.errors import InvalidField, PermissionDenied
+from svckit.errors import DomainError, InvalidField, PermissionDenied
 
 MAX_EVENTS = 10_000
 MAX_POD_ID = 253
 MAX_SESSION_ID = 128
 MAX_PRESENCE_IDS = 100
 MAX_ACK_CHATS = 100
+MAX_RELAYED_ACKS = 1000
 
 _KINDS = {
     presence_pb2.CONNECTION_EVENT_KIND_CONNECTED: EventKind.CONNECTED,
@@ -124,3 +126,29 @@ class PresenceServicer(presence_service_pb2_grpc.PresenceServiceServicer):
         chats = ack_chats(request)
         await self._acks.ack(caller, request.max_pts, chats)
         return presence_service_pb2.AckUpdatesResponse()
+
+    async def RelayAcks(self, request: Any, context: Any) -> presence_service_pb2.RelayAcksResponse:
+        require_service_caller(context.invocation_metadata(), self._internal_token)
+        if not 1 <= len(request.items) <= MAX_RELAYED_ACKS:
+            raise InvalidField("items", f"items must hold 1 to {MAX_RELAYED_ACKS} acks")
+        results = [presence_service_pb2.RelayAckResult() for _ in request.items]
+        accepted: list[Awaitable[None]] = []
+        for index, item in enumerate(request.items):
+            try:
+                if item.user_id < 1 or not item.session_id:
+                    raise InvalidField(f"items[{index}]", "an ack needs user_id and session_id")
+                chats = ack_chats(item.ack)
+            except DomainError as error:
+                results[index].MergeFrom(_refusal(error))
+                continue
+            device = Principal(item.user_id, item.session_id, "")
+            accepted.append(self._acks.ack(device, item.ack.max_pts, chats))
+        await asyncio.gather(*accepted)  # one batch: a storage failure fails the call
+        return presence_service_pb2.RelayAcksResponse(results=results)
+
+
+def _refusal(error: DomainError) -> presence_service_pb2.RelayAckResult:
+    return presence_service_pb2.RelayAckResult(
+        code=error.code.value[0], reason=error.reason, message=error.message,
+        metadata=error.metadata,
+    )  # fmt: skip

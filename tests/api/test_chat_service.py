@@ -513,9 +513,10 @@ async def test_list_chats_orders_by_activity_and_pages(chat: Chat) -> None:
 
 
 async def test_internal_rpcs_need_the_service_credential(chat: Chat) -> None:
-    """ListPeers and GetChatMembers answer a service and refuse a user's token."""
+    """ListPeers and GetChatMembers (members and kind) answer a service and refuse a user's
+    token."""
     a, b, c, lonely = await chat.users(4)
-    await direct(chat, a, b)
+    d = await direct(chat, a, b)
     g = await group(chat, a, c, b)
     service = (("authorization", f"Service {chat.system.cfg.messaging.internal_token}"),)
     peers = await chat.stub.ListPeers(CS.ListPeersRequest(user_id=a.id), metadata=service)
@@ -525,6 +526,9 @@ async def test_internal_rpcs_need_the_service_credential(chat: Chat) -> None:
     none = await chat.stub.ListPeers(CS.ListPeersRequest(user_id=lonely.id), metadata=service)
     assert sorted([b.id, c.id]) == list(peers.user_ids)
     assert sorted([a.id, b.id, c.id]) == list(members.user_ids)
+    assert GROUP == members.kind
+    pair = await chat.stub.GetChatMembers(CS.GetChatMembersRequest(chat_id=d.id), metadata=service)
+    assert (DIRECT, sorted([a.id, b.id])) == (pair.kind, list(pair.user_ids))
     assert [] == list(none.user_ids)
     as_user = chat.stub.ListPeers(CS.ListPeersRequest(user_id=a.id), metadata=a.metadata())
     assert ("PERMISSION_DENIED", {}) == await reason_of(as_user)

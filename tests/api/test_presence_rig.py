@@ -1,7 +1,7 @@
 """The presence api tests' rig: a running system, a chat-service double, fake gateway pods.
 
-The chat-service double is a real grpc.aio server on 127.0.0.1:0 answering ``GetChat``
-(membership from the caller's token) and ``ListPeers`` (service credential only) from
+The chat-service double is a real grpc.aio server on 127.0.0.1:0 answering
+``GetChatMembers`` and ``ListPeers`` (both service credential only) from
 chats the test declares, so presence is tested against its real wire contract without
 depending on the chat service's progress. A fake pod is a real queue on the system's bus
 bound to a fresh pod id, plus registry entries for its users, as a gateway writes them.
@@ -11,8 +11,6 @@ bound to a fresh pod id, plus registry entries for its users, as a gateway write
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -45,18 +43,8 @@ FAST_ENV = {
 }
 
 
-def _user_of(metadata: Any) -> int | None:
-    """The ``sub`` of a bearer JWT (unverified: the double trusts the system under test)."""
-    for key, value in metadata or ():
-        if key == "authorization" and value.startswith("Bearer "):
-            payload = value.split()[1].split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            return int(claims["sub"])
-    return None
-
-
 class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
-    """GetChat and ListPeers over chats declared by the test."""
+    """GetChatMembers and ListPeers over chats declared by the test."""
 
     def __init__(self) -> None:
         self.chats: dict[
@@ -70,31 +58,32 @@ class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
         self.chats[self._next_id] = (kind, [u.id for u in members])
         return self._next_id
 
-    async def GetChat(self, request: Any, context: Any) -> chat_service_pb2.GetChatResponse:
+    async def GetChatMembers(
+        self, request: Any, context: Any
+    ) -> chat_service_pb2.GetChatMembersResponse:
+        await _require_service(context)
         kind, members = self.chats.get(request.chat_id, (chat_pb2.CHAT_KIND_UNSPECIFIED, []))
-        if _user_of(context.invocation_metadata()) not in members:
+        if not members:
             await context.abort_with_status(
                 status_for(grpc.StatusCode.NOT_FOUND, "CHAT_NOT_FOUND", "no such chat")
             )
-        chat = chat_pb2.Chat(
-            id=request.chat_id,
-            kind=kind,
-            members=[chat_pb2.Member(user_id=m) for m in members],
-            member_count=len(members),
-        )
-        return chat_service_pb2.GetChatResponse(chat=chat)
+        return chat_service_pb2.GetChatMembersResponse(user_ids=sorted(members), kind=kind)
 
     async def ListPeers(self, request: Any, context: Any) -> chat_service_pb2.ListPeersResponse:
-        if not any(
-            k == "authorization" and v.startswith(SERVICE_SCHEME + " ")
-            for k, v in context.invocation_metadata()
-        ):
-            await context.abort_with_status(
-                status_for(grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", "service only")
-            )
+        await _require_service(context)
         peers = {m for _, ms in self.chats.values() if request.user_id in ms for m in ms}
         peers.discard(request.user_id)
         return chat_service_pb2.ListPeersResponse(user_ids=sorted(peers))
+
+
+async def _require_service(context: Any) -> None:
+    if not any(
+        k == "authorization" and v.startswith(SERVICE_SCHEME + " ")
+        for k, v in context.invocation_metadata()
+    ):
+        await context.abort_with_status(
+            status_for(grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", "service only")
+        )
 
 
 @dataclass

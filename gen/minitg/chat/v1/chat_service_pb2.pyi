@@ -1054,6 +1054,9 @@ class GetChatMembersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_IDS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    kind: _chat_pb2.ChatKind.ValueType
+    """Whether the chat is a direct chat or a group."""
     @_builtins.property
     def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """The ids of the chat's current members, ascending."""
@@ -1062,10 +1065,11 @@ class GetChatMembersResponse(_message.Message):
         self,
         *,
         user_ids: _abc.Iterable[_builtins.int] | None = ...,
+        kind: _chat_pb2.ChatKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

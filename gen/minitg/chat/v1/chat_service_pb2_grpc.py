@@ -330,7 +330,7 @@ class ChatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetChatMembers(self, request, context):
-        """Returns the current members of a chat, for other services that fan out per chat (typing); internal, service credential only.
+        """Returns the current members and the kind of a chat, for other services that fan out per chat (typing, delivery receipts); internal, service credential only.
 
         Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
         below 1).

@@ -173,7 +173,7 @@ class ChatServiceStub:
     Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
     """
     GetChatMembers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.GetChatMembersRequest, _chat_service_pb2.GetChatMembersResponse]
-    """Returns the current members of a chat, for other services that fan out per chat (typing); internal, service credential only.
+    """Returns the current members and the kind of a chat, for other services that fan out per chat (typing, delivery receipts); internal, service credential only.
 
     Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
     below 1).
@@ -324,7 +324,7 @@ class ChatServiceAsyncStub(ChatServiceStub):
     Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
     """
     GetChatMembers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.GetChatMembersRequest, _chat_service_pb2.GetChatMembersResponse]  # type: ignore[assignment]
-    """Returns the current members of a chat, for other services that fan out per chat (typing); internal, service credential only.
+    """Returns the current members and the kind of a chat, for other services that fan out per chat (typing, delivery receipts); internal, service credential only.
 
     Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
     below 1).
@@ -568,7 +568,7 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_service_pb2.GetChatMembersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_service_pb2.GetChatMembersResponse, _abc.Awaitable[_chat_service_pb2.GetChatMembersResponse]]:
-        """Returns the current members of a chat, for other services that fan out per chat (typing); internal, service credential only.
+        """Returns the current members and the kind of a chat, for other services that fan out per chat (typing, delivery receipts); internal, service credential only.
 
         Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
         below 1).

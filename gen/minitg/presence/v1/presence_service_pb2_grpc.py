@@ -30,8 +30,9 @@ class PresenceServiceStub:
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections is called by gateway pods with the internal service
-    credential and refuses user tokens with PERMISSION_DENIED; every other RPC needs a user's
+    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
+    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
+    RPC needs a user's
     access token in the `authorization` metadata, usually forwarded by the gateway. The
     errors listed per RPC below are the ones specific to it; the API-wide ones are in
     proto/README.md.
@@ -63,6 +64,11 @@ class PresenceServiceStub:
                 request_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesRequest.SerializeToString,
                 response_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesResponse.FromString,
                 _registered_method=True)
+        self.RelayAcks = channel.unary_unary(
+                '/minitg.presence.v1.PresenceService/RelayAcks',
+                request_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksRequest.SerializeToString,
+                response_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksResponse.FromString,
+                _registered_method=True)
 
 
 class PresenceServiceServicer:
@@ -70,8 +76,9 @@ class PresenceServiceServicer:
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections is called by gateway pods with the internal service
-    credential and refuses user tokens with PERMISSION_DENIED; every other RPC needs a user's
+    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
+    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
+    RPC needs a user's
     access token in the `authorization` metadata, usually forwarded by the gateway. The
     errors listed per RPC below are the ones specific to it; the API-wide ones are in
     proto/README.md.
@@ -136,6 +143,18 @@ class PresenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RelayAcks(self, request, context):
+        """Records the acks of many devices in one call: a gateway pod's coalesced AckUpdates frames; internal, service credential only.
+
+        The gateway authenticated every device on its WebSocket; each item behaves exactly like
+        an AckUpdates call by that device, and items succeed or fail independently. The call
+        returns once every valid item's batch is committed. Errors of the whole call:
+        PERMISSION_DENIED (a user's token), INVALID_FIELD (no items, or more than 1,000).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PresenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +178,11 @@ def add_PresenceServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesRequest.FromString,
                     response_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesResponse.SerializeToString,
             ),
+            'RelayAcks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RelayAcks,
+                    request_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksRequest.FromString,
+                    response_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'minitg.presence.v1.PresenceService', rpc_method_handlers)
@@ -172,8 +196,9 @@ class PresenceService:
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections is called by gateway pods with the internal service
-    credential and refuses user tokens with PERMISSION_DENIED; every other RPC needs a user's
+    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
+    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
+    RPC needs a user's
     access token in the `authorization` metadata, usually forwarded by the gateway. The
     errors listed per RPC below are the ones specific to it; the API-wide ones are in
     proto/README.md.
@@ -277,6 +302,33 @@ class PresenceService:
             '/minitg.presence.v1.PresenceService/AckUpdates',
             minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesRequest.SerializeToString,
             minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RelayAcks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minitg.presence.v1.PresenceService/RelayAcks',
+            minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksRequest.SerializeToString,
+            minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksResponse.FromString,
             options,
             channel_credentials,
             insecure,

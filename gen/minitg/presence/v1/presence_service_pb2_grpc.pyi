@@ -31,8 +31,9 @@ class PresenceServiceStub:
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections is called by gateway pods with the internal service
-    credential and refuses user tokens with PERMISSION_DENIED; every other RPC needs a user's
+    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
+    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
+    RPC needs a user's
     access token in the `authorization` metadata, usually forwarded by the gateway. The
     errors listed per RPC below are the ones specific to it; the API-wide ones are in
     proto/README.md.
@@ -85,6 +86,14 @@ class PresenceServiceStub:
     INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
     below 1 or max_seq below 0).
     """
+    RelayAcks: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.RelayAcksRequest, _presence_service_pb2.RelayAcksResponse]
+    """Records the acks of many devices in one call: a gateway pod's coalesced AckUpdates frames; internal, service credential only.
+
+    The gateway authenticated every device on its WebSocket; each item behaves exactly like
+    an AckUpdates call by that device, and items succeed or fail independently. The call
+    returns once every valid item's batch is committed. Errors of the whole call:
+    PERMISSION_DENIED (a user's token), INVALID_FIELD (no items, or more than 1,000).
+    """
 
 @_typing.type_check_only
 class PresenceServiceAsyncStub(PresenceServiceStub):
@@ -92,8 +101,9 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections is called by gateway pods with the internal service
-    credential and refuses user tokens with PERMISSION_DENIED; every other RPC needs a user's
+    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
+    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
+    RPC needs a user's
     access token in the `authorization` metadata, usually forwarded by the gateway. The
     errors listed per RPC below are the ones specific to it; the API-wide ones are in
     proto/README.md.
@@ -143,14 +153,23 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
     below 1 or max_seq below 0).
     """
+    RelayAcks: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.RelayAcksRequest, _presence_service_pb2.RelayAcksResponse]  # type: ignore[assignment]
+    """Records the acks of many devices in one call: a gateway pod's coalesced AckUpdates frames; internal, service credential only.
+
+    The gateway authenticated every device on its WebSocket; each item behaves exactly like
+    an AckUpdates call by that device, and items succeed or fail independently. The call
+    returns once every valid item's batch is committed. Errors of the whole call:
+    PERMISSION_DENIED (a user's token), INVALID_FIELD (no items, or more than 1,000).
+    """
 
 class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """PresenceService owns online status and last seen, typing, and per-device delivery watermarks.
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections is called by gateway pods with the internal service
-    credential and refuses user tokens with PERMISSION_DENIED; every other RPC needs a user's
+    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
+    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
+    RPC needs a user's
     access token in the `authorization` metadata, usually forwarded by the gateway. The
     errors listed per RPC below are the ones specific to it; the API-wide ones are in
     proto/README.md.
@@ -221,6 +240,20 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         watermark is stored. Errors: PERMISSION_DENIED (session_id of another session),
         INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
         below 1 or max_seq below 0).
+        """
+
+    @_abc_1.abstractmethod
+    def RelayAcks(
+        self,
+        request: _presence_service_pb2.RelayAcksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_presence_service_pb2.RelayAcksResponse, _abc.Awaitable[_presence_service_pb2.RelayAcksResponse]]:
+        """Records the acks of many devices in one call: a gateway pod's coalesced AckUpdates frames; internal, service credential only.
+
+        The gateway authenticated every device on its WebSocket; each item behaves exactly like
+        an AckUpdates call by that device, and items succeed or fail independently. The call
+        returns once every valid item's batch is committed. Errors of the whole call:
+        PERMISSION_DENIED (a user's token), INVALID_FIELD (no items, or more than 1,000).
         """
 
 def add_PresenceServiceServicer_to_server(servicer: PresenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

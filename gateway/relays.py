@@ -1,4 +1,4 @@
-"""The gateway pod's sends to the chat service, coalesced into RelaySends batches.
+"""The gateway pod's sends and acks, coalesced into RelaySends and RelayAcks batches.
 
 Every connection's SendMessage frames go through one ``SendRelay`` per pod: concurrent
 sends of many users leave together in one RelaySends call, which the chat service commits
@@ -7,6 +7,10 @@ gateway authenticated each sender on their socket; the call carries the internal
 credential and, per item, the sender's user and session. One connection's sends still
 commit in the order received: the dispatcher holds the connection's send lock until its
 send is answered, so two sends of one device are never in flight together.
+
+Delivered-acks (AckUpdates frames, one per device every few hundred milliseconds) go the
+same way to the presence service as RelayAcks: one call per batch instead of one call, one
+token check and one revocation lookup per ack.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import grpc
 from minitg.chat.v1 import chat_service_pb2
+from minitg.presence.v1 import presence_service_pb2
 
 from svckit.authn import Principal, service_metadata
 from svckit.coalesce import Coalescer
@@ -28,8 +33,9 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _Item = tuple[Principal, Any, str]
 
 
-def item_error(error: chat_service_pb2.ItemError) -> DomainError:
-    """The chat service's per-item error as the DomainError a single call would raise."""
+def item_error(error: Any) -> DomainError:
+    """A batch's per-item error (chat's ItemError, presence's RelayAckResult) as the
+    DomainError the single call would have raised."""
     failed = DomainError(error.message, reason=error.reason, metadata=dict(error.metadata))
     failed.code = _CODES.get(error.code, grpc.StatusCode.UNKNOWN)
     return failed
@@ -70,6 +76,37 @@ class SendRelay:
             r.response if r.WhichOneof("outcome") == "response" else item_error(r.error)
             for r in reply.results
         ]
+
+    async def close(self) -> None:
+        await self._batches.close()
+
+
+class AckRelay:
+    """Coalesces this pod's delivered-acks into RelayAcks calls (see the module docstring)."""
+
+    def __init__(
+        self, presence: Any, internal_token: str, *, max_items: int, max_in_flight: int
+    ) -> None:
+        self._presence, self._metadata = presence, service_metadata(internal_token)
+        self._batches: Coalescer[tuple[Principal, Any], None] = Coalescer(
+            self._call, max_items=max_items, max_in_flight=max_in_flight, name="acks"
+        )
+
+    async def ack(self, device: Principal, request: presence_service_pb2.AckUpdatesRequest) -> None:
+        """Record ``device``'s ack; raise its refusal (INVALID_FIELD) as a DomainError."""
+        await self._batches.submit((device, request))
+
+    async def _call(self, items: list[tuple[Principal, Any]]) -> list[BaseException | None]:
+        request = presence_service_pb2.RelayAcksRequest(
+            items=[
+                presence_service_pb2.RelayedAck(
+                    user_id=device.user_id, session_id=device.session_id, ack=ack
+                )
+                for device, ack in items
+            ]
+        )
+        reply = await self._presence.RelayAcks(request, metadata=self._metadata)
+        return [item_error(r) if r.reason else None for r in reply.results]
 
     async def close(self) -> None:
         await self._batches.close()
