@@ -14,6 +14,7 @@ from gateway.app import create_app
 from gateway.clients import ServiceClients
 from gateway.delivery import DeliveryConsumer, announce_session_end, queue_name
 from gateway.deps import GatewayAuth, GatewayDeps
+from gateway.listen import listen
 from gateway.presence_reporter import PresenceReporter
 from gateway.ratelimit import RateLimiter
 from gateway.relays import AckRelay, SendRelay
@@ -141,11 +142,8 @@ class GatewayRole:
             app, access_log=None, shutdown_timeout=cfg.shutdown_grace_seconds
         )
         await self._runner.setup()
-        # A deep accept queue: a reconnect storm must queue, not be refused by the kernel.
-        site = web.TCPSite(self._runner, cfg.http_addr.host, cfg.http_addr.port, backlog=4096)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else cfg.http_addr.port
+        # Deep accept queues, several of them: a reconnect storm must queue, not be dropped.
+        self.port = await listen(self._runner, cfg.http_addr.host, cfg.http_addr.port)
 
     def drain(self) -> None:
         if self._deps is not None:
