@@ -206,6 +206,17 @@ def _tail_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{step['acked_per_s']:g}, {step['delivery_ms']['p99']:g}, {step['lost']}",
             )
         )
+    batches = result.get("coalesced", {})
+    if batches:
+        shown = [k for k in ("sends", "acks") if k in batches]
+        out.append(
+            (
+                "items per coalesced call (calls)",
+                ", ".join(
+                    f"{k} {batches[k]['per_call']:g} ({batches[k]['calls']:g})" for k in shown
+                ),
+            )
+        )
     if "max_rate_within_slo" in result:
         out.append(("max msg/s within SLO", f"{result['max_rate_within_slo']:g}"))
     if "catchup" in result:

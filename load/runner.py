@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
+
+import aiohttp
 
 from load import report
 from load.pool import WorkerPool
@@ -97,10 +100,34 @@ async def run_scenario(
         receipts = [recorder for _, recorder in taken]
         run.sends = [sends for sends, _ in taken] if run.sends else []
         usage = sampler.window()
+        if system.shape != "control":
+            run.extra["coalesced"] = await coalesced_batches(system.gateways)
     finally:
         sampling.cancel()
         await pool.close()
     return report.summarize(run, receipts, usage, len(chats))
+
+
+async def coalesced_batches(gateways: list[str]) -> dict[str, dict[str, float]]:
+    """Per batch kind (sends, acks, ...): calls and items summed over the gateways'
+    ``minitg_coalesced_batch_items`` histograms, i.e. how much each coalesced call carried."""
+    totals: dict[str, dict[str, float]] = {}
+    async with aiohttp.ClientSession() as http:
+        for base in gateways:
+            async with http.get(base + "/metrics") as reply:
+                text = await reply.text()
+            for line in text.splitlines():
+                match = _BATCH_SAMPLE.match(line)
+                if match:
+                    field, kind, value = match.groups()
+                    entry = totals.setdefault(kind, {"calls": 0.0, "items": 0.0})
+                    entry["calls" if field == "count" else "items"] += float(value)
+    for entry in totals.values():
+        entry["per_call"] = round(entry["items"] / entry["calls"], 1) if entry["calls"] else 0.0
+    return totals
+
+
+_BATCH_SAMPLE = re.compile(r'minitg_coalesced_batch_items_(count|sum)\{batch="([a-z_]+)"\} (\S+)')
 
 
 async def _sample(sampler: ProcSampler) -> None:

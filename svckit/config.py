@@ -290,7 +290,7 @@ def _messaging(env: Env) -> MessagingConfig:
         max_in_flight_per_connection=env.get("MINITG_MAX_IN_FLIGHT", "64", positive_int),
         max_sends_in_flight=env.get("MINITG_MAX_SENDS_IN_FLIGHT", "1024", positive_int),
         send_batch_max=env.get("MINITG_SEND_BATCH_MAX", "100", _batch_size),
-        send_batches_in_flight=env.get("MINITG_SEND_BATCHES_IN_FLIGHT", "4", positive_int),
+        send_batches_in_flight=env.get("MINITG_SEND_BATCHES_IN_FLIGHT", "1", positive_int),
         allowed_origins=env.get("MINITG_ALLOWED_ORIGINS", "", origins),
         internal_token=env.secret_text("MINITG_INTERNAL_TOKEN", EMBEDDED_INTERNAL_TOKEN),
     )
