@@ -83,6 +83,7 @@ class MinitgClient:
         self._acked_pts = 0
         self._catching_up: asyncio.Task[None] | None = None
         self._gap_seen = False  # a gap was found that no GetDifference has covered yet
+        self._early: list[updates_pb2.Update] | None = None  # updates before our pts is known
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -133,15 +134,28 @@ class MinitgClient:
             raise ConnectionClosed(self._ws.close_code or 1002, "no Hello")
         self.hello = frame.hello
         known_pts = self._known_pts
-        if not self._known_pts:
+        if not self._known_pts and self.hello.HasField("state"):
             self._state.pts, self._known_pts = self.hello.state.pts, True
+        elif not self._known_pts:
+            self._early = []  # no state in Hello: hold updates until GetState answers
         self._tasks = [
             asyncio.create_task(self._read_loop()),
             asyncio.create_task(self._ack_loop()),
         ]
         if known_pts:
             await self.catch_up()
+        elif not self._known_pts:
+            await self._learn_state()
         return self.hello
+
+    async def _learn_state(self) -> None:
+        """Where a fresh device stands, when Hello could not say: GetState, then the
+        updates that arrived meanwhile by the pts rule."""
+        reply = await self.get_state()
+        self._state.pts, self._known_pts = reply.state.pts, True
+        early, self._early = self._early or [], None
+        for update in early:
+            self._offer(update)
 
     async def close(self) -> None:
         self.auto_reconnect = False
@@ -370,6 +384,9 @@ class MinitgClient:
 
     def _offer(self, update: updates_pb2.Update) -> None:
         """Apply by the pts rule; hold back what comes after a gap and fetch the gap."""
+        if self._early is not None:
+            self._early.append(update)
+            return
         self._apply_all(*self._state.offer(update))
 
     def _apply_all(self, ready: list[updates_pb2.Update], gap: bool) -> None:
@@ -384,14 +401,22 @@ class MinitgClient:
     async def _fill_gap(self) -> None:
         """Give a gap ``gap_grace`` to close by itself (the usual gap is a peer's update
         still on its way while our own later send was already answered), then catch up;
-        repeat while gaps keep appearing: one found while a GetDifference was already under
-        way may lie past what that call returned."""
-        with contextlib.suppress(RequestFailed, ConnectionClosed, TimeoutError):
-            while self._gap_seen:
-                self._gap_seen = False
-                await asyncio.sleep(self._gap_grace)
-                if self._state.pending:
-                    await self.catch_up()
+        repeat while gaps keep appearing (one found while a GetDifference was already under
+        way may lie past what that call returned) or the catch-up failed (backing off)."""
+        failures = 0
+        while self._gap_seen:
+            self._gap_seen = False
+            await asyncio.sleep(self._gap_grace * 2**failures)
+            if not self._state.pending:
+                continue
+            try:
+                await self.catch_up()
+                failures = 0
+            except (RequestFailed, TimeoutError):  # busy server: try again, later each time
+                failures = min(failures + 1, 5)
+                self._gap_seen = True
+            except ConnectionClosed:
+                return  # the reconnect catches up
 
     def _apply(self, update: updates_pb2.Update) -> None:
         if update.WhichOneof("update") == "new_message":

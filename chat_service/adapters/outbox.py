@@ -44,6 +44,7 @@ log = logging.getLogger("minitg.chat.outbox")
 _CLAIM = "SELECT id, payload FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1"
 _OLDEST = "SELECT created_at_ms FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT 1"
 _TRIM_EVERY_SECONDS = 60.0
+_OBSERVE_EVERY_SECONDS = 1.0  # the lag and pool gauges, refreshed at most this often
 _KEEP_PUBLISHED_MS = 3_600_000
 
 
@@ -106,6 +107,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_trim = 0.0
+        self._observed = float("-inf")
         self._retention_ms = retention_days * 86_400_000
         self._role = role
         for outcome in ("ok", "unroutable", "failed"):
@@ -132,7 +134,9 @@ class OutboxRelay:
                 while await self.publish_pending() == self._batch_rows:
                     pass
                 await self._trim_now_and_then()
-                await self.observe()
+                if time.monotonic() - self._observed >= _OBSERVE_EVERY_SECONDS:
+                    self._observed = time.monotonic()
+                    await self.observe()  # a query: not on every round under load
             except asyncio.CancelledError:
                 raise
             except Exception:
