@@ -9,7 +9,8 @@ again every ``recheck`` seconds per connection, spread over time, instead of on 
 It is also the WebSocket heartbeat: every socket gets a ping each interval, and a socket
 that answered neither the previous ping nor anything else within two intervals is closed
 with 4000 (HEARTBEAT_TIMEOUT). One sweep for the pod replaces a timer and a task per
-socket, which cost a quarter of an idle gateway's CPU.
+socket, which cost a quarter of an idle gateway's CPU; the sweep visits a slice of the
+connections at a time, so that each is visited once per interval without a burst.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from svckit.registry import ConnectionRegistry
 log = logging.getLogger("minitg.gateway.ws")
 
 CHECK_CONCURRENCY = 32
+# The sweep is spread over the interval in slices (one a second at the default 30 s), so
+# 10,000 sockets cost 333 pings, registry refreshes and heartbeats a second instead of a
+# burst that stalled the pod's event loop (and Redis and presence) for up to a second.
+MAX_SLICES = 30
+MIN_SLICE_SECONDS = 0.5
 EXPIRY_LEEWAY = 30.0  # seconds, as token verification allows
 
 
@@ -47,23 +53,37 @@ class Maintenance:
         self._slots = asyncio.Semaphore(CHECK_CONCURRENCY)
 
     async def run(self) -> None:
+        """Every interval, every connection once, in slices spread over the interval."""
+        slices = max(1, min(MAX_SLICES, int(self._interval / MIN_SLICE_SECONDS)))
+        round_left: list[Connection] = []
+        per_slice = 0
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self._interval)
+            due += self._interval / slices  # a fixed schedule: slow ticks do not stretch it
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if not round_left:
+                round_left = self._hub.connections()
+                per_slice = -(-len(round_left) // slices)  # ceiling
+            chunk, round_left = round_left[:per_slice], round_left[per_slice:]
             try:
-                await self.tick()
+                await self.tick(chunk)
             except Exception:
                 log.exception("gateway heartbeat failed; retrying next interval")
 
-    async def tick(self) -> None:
-        conns = self._hub.connections()
+    async def tick(self, conns: list[Connection]) -> None:
+        """Heartbeat ``conns``: ping, close the silent and expired, refresh their registry
+        entries and presence, recheck the sessions that are due."""
         now, wall = time.monotonic(), time.time()
+        conns = [c for c in conns if not c.closing]
         silent = [c for c in conns if now - max(c.last_pong, c.last_seen) > 2 * self._interval]
         for conn in silent:
             await conn.close(CloseCode.CLOSE_CODE_HEARTBEAT_TIMEOUT, "no answer to pings")
         dropped = set(silent)
         conns = [c for c in conns if c not in dropped]
         await asyncio.gather(*(_ping(c) for c in conns))
-        await self._registry.refresh(self._hub.user_ids(), self._hub.pod_id)
+        users = list(dict.fromkeys(c.user_id for c in conns))
+        await self._registry.refresh(users, self._hub.pod_id)
         self._reporter.heartbeat(conns)
         expired = [c for c in conns if c.token_exp and wall > c.token_exp + EXPIRY_LEEWAY]
         for conn in expired:

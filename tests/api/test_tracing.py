@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from svckit import tracing
 from tests.api.ws_support import clients, direct_pair
 from tests.harness import running_system
 
@@ -23,7 +24,7 @@ def _install_sdk() -> None:
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-        trace.set_tracer_provider(provider)
+        tracing.install(provider)
 
 
 def _trace_of(spans: list[ReadableSpan], root_name: str) -> list[ReadableSpan]:
