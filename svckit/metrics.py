@@ -8,6 +8,9 @@ connections. Names follow Prometheus conventions: ``minitg_`` prefix, base units
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, Info, generate_latest
 
@@ -140,6 +143,29 @@ def split_method(full_method: str) -> tuple[str, str]:
 def render_latest() -> tuple[bytes, str]:
     """The text exposition of every metric and its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+GC_PAUSE = Histogram(
+    "minitg_gc_pause_seconds",
+    "Time the cyclic garbage collector stopped this process, by generation.",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+
+def watch_gc_pauses() -> Callable[[str, dict[str, int]], None]:
+    """Time every collection into GC_PAUSE (installed in gc.callbacks; returns the hook)."""
+    started = [0.0]
+    observers = {g: GC_PAUSE.labels(str(g)) for g in range(3)}
+
+    def hook(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        observers[info["generation"]].observe(time.perf_counter() - started[0])
+
+    gc.callbacks.append(hook)
+    return hook
 
 
 async def watch_event_loop_lag(interval: float = 0.5) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import importlib
 import logging
 import signal
@@ -97,6 +98,22 @@ def roles_for(target: str) -> tuple[str, ...]:
     return ROLES if target == "all" else (target,)
 
 
+# The cyclic collector, tuned for a server that holds many long-lived objects (10,000
+# sockets are about a million tracked objects): at CPython's default a young collection
+# every 700 allocations promoted every object living more than a few milliseconds (a send
+# waiting for its batch, a frame in flight), and the full collections that followed
+# stopped a loaded gateway for 0.4 s every 15-20 s. Young generations 50,000 objects
+# deep let short-lived objects die young; what the process built at startup is frozen
+# out of every collection.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(cfg: Config, target: str) -> int:
     """Run ``target`` until SIGTERM or SIGINT; return the process exit code."""
     cfg.check_target(target)
@@ -111,6 +128,7 @@ async def serve(cfg: Config, target: str) -> int:
     embedded = EmbeddedBackends()
     started: list[Role] = []
     lag_task = asyncio.create_task(metrics.watch_event_loop_lag(), name="loop-lag")
+    gc_hook = metrics.watch_gc_pauses()
     try:
         for name in roles_for(target):
             role = make_role(name, cfg, embedded)
@@ -121,12 +139,14 @@ async def serve(cfg: Config, target: str) -> int:
             endpoint = MetricsEndpoint(cfg.metrics_addr)
             await endpoint.start()
             started.append(endpoint)
+        tune_gc()
         where = {f"{r.name}.{k}": v for r in started for k, v in r.describe().items()}
         log.info("minitg ready", extra={"fields": {"target": target, **where}})
         await stop.wait()
         log.info("shutting down", extra={"fields": {"grace_s": cfg.shutdown_grace_seconds}})
     finally:
         lag_task.cancel()
+        gc.callbacks.remove(gc_hook)
         await stop_roles(started, cfg.shutdown_grace_seconds)
     return 0
 
