@@ -47,6 +47,7 @@ FINAL = {
 
 # How long a gap may stay open before GetDifference is called (docs/PROTOCOL.md section 4).
 GAP_GRACE_SECONDS = 0.5
+STATE_ATTEMPTS = 5  # GetState tries when Hello came without state (backing off 0.2-1.6 s)
 
 
 class MinitgClient:
@@ -151,7 +152,14 @@ class MinitgClient:
     async def _learn_state(self) -> None:
         """Where a fresh device stands, when Hello could not say: GetState, then the
         updates that arrived meanwhile by the pts rule."""
-        reply = await self.get_state()
+        for attempt in range(STATE_ATTEMPTS):
+            try:
+                reply = await self.get_state()
+                break
+            except (RequestFailed, TimeoutError):  # the same overload that kept it out of Hello
+                if attempt == STATE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
         self._state.pts, self._known_pts = reply.state.pts, True
         early, self._early = self._early or [], None
         for update in early:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from minitg.chat.v1 import chat_pb2, chat_service_pb2, updates_pb2
@@ -28,8 +29,9 @@ class ScriptedGateway:
     """Hello without state; before answering GetState it pushes an old update (pts 40,
     already covered by the state) and a new one (pts 41); GetDifference is never expected."""
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 0) -> None:
         self.requests: list[str] = []
+        self.failures = failures  # GetState calls to refuse first, as a busy server would
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -43,6 +45,13 @@ class ScriptedGateway:
             self.requests.append(str(kind))
             if kind != "get_state":
                 continue
+            if self.failures:
+                self.failures -= 1
+                busy = frames_pb2.Error(
+                    request_id=frame.request_id, reason="UNAVAILABLE", retryable=True
+                )
+                await ws.send_bytes(frames_pb2.ServerFrame(error=busy).SerializeToString())
+                continue
             for update in (new_message(STATE_PTS, "old"), new_message(STATE_PTS + 1, "new")):
                 await ws.send_bytes(frames_pb2.ServerFrame(update=update).SerializeToString())
             await asyncio.sleep(0.05)
@@ -52,9 +61,9 @@ class ScriptedGateway:
         return ws
 
 
-@pytest_asyncio.fixture
-async def gateway() -> AsyncIterator[tuple[ScriptedGateway, str]]:
-    script = ScriptedGateway()
+@pytest_asyncio.fixture(params=[0, 2], ids=["answered", "busy-twice"])
+async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ScriptedGateway, str]]:
+    script = ScriptedGateway(failures=request.param)
     app = web.Application()
     app.router.add_get("/v1/ws", script.handle)
     runner = web.AppRunner(app)
@@ -81,5 +90,6 @@ async def test_hello_without_state_asks_get_state_and_holds_early_updates(
         assert client.updates.empty(), "the update the state already covers is not applied"
         assert "get_difference" not in script.requests
         assert "get_state" in script.requests
+        assert 0 == script.failures, "a refused GetState is asked again"
     finally:
         await client.close()
