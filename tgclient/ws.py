@@ -1,6 +1,8 @@
-"""The WebSocket half of the reference client: requests, updates, the pts rule, catch-up.
+"""The WebSocket half of the reference client: the socket, requests and replies, reconnects.
 
-The rules it follows are the ones docs/PROTOCOL.md gives client authors:
+The typed requests are in ``tgclient.calls``, keeping in step with the update log (the pts
+rule, gaps, catch-up, state) in ``tgclient.sync``. The rules it follows are the ones
+docs/PROTOCOL.md gives client authors:
 
 * Requests carry a request id; each gets one Result or Error (GetDifference: one Result
   per chunk until a chunk with a final status).
@@ -23,17 +25,17 @@ import asyncio
 import contextlib
 import itertools
 import random
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
-from minitg.chat.v1 import chat_pb2, chat_service_pb2, updates_pb2
+from minitg.chat.v1 import chat_service_pb2, updates_pb2
 from minitg.gateway.v1 import frames_pb2
 from minitg.presence.v1 import presence_pb2, presence_service_pb2
 
 from tgclient.errors import ConnectionClosed, RequestFailed
 from tgclient.pts import PtsState
+from tgclient.sync import GAP_GRACE_SECONDS, UpdateSync
 
 # Close codes after which reconnecting would be wrong (see docs/PROTOCOL.md).
 NO_RECONNECT = {1000, 4001, 4002}
@@ -45,12 +47,7 @@ FINAL = {
 }
 
 
-# How long a gap may stay open before GetDifference is called (docs/PROTOCOL.md section 4).
-GAP_GRACE_SECONDS = 0.5
-STATE_ATTEMPTS = 5  # GetState tries when Hello came without state (backing off 0.2-1.6 s)
-
-
-class MinitgClient:
+class MinitgClient(UpdateSync):
     """One device's connection. ``pts`` is the device's update-log position."""
 
     def __init__(
@@ -98,11 +95,6 @@ class MinitgClient:
         await self.close()
 
     @property
-    def pts(self) -> int:
-        """The device's position in its update log (0 before the first Hello)."""
-        return self._state.pts
-
-    @property
     def url(self) -> str:
         """The WebSocket URL in use (the first of the given gateways that answered)."""
         return self._urls[self._url_index]
@@ -148,22 +140,6 @@ class MinitgClient:
         elif not self._known_pts:
             await self._learn_state()
         return self.hello
-
-    async def _learn_state(self) -> None:
-        """Where a fresh device stands, when Hello could not say: GetState, then the
-        updates that arrived meanwhile by the pts rule."""
-        for attempt in range(STATE_ATTEMPTS):
-            try:
-                reply = await self.get_state()
-                break
-            except (RequestFailed, TimeoutError):  # the same overload that kept it out of Hello
-                if attempt == STATE_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(0.2 * 2**attempt)
-        self._state.pts, self._known_pts = reply.state.pts, True
-        early, self._early = self._early or [], None
-        for update in early:
-            self._offer(update)
 
     async def close(self) -> None:
         self.auto_reconnect = False
@@ -222,86 +198,6 @@ class MinitgClient:
             self._pending.pop(rid, None)
         self._advance(reply)
         return reply
-
-    def _advance(self, reply: Any) -> None:
-        """A reply that carries pts/pts_count stands for our own update."""
-        ready, gap = self._state.advance(getattr(reply, "pts", 0), getattr(reply, "pts_count", 0))
-        self._apply_all(ready, gap)
-
-    async def send(
-        self, chat_id: int, body: chat_pb2.MessageBody, *, client_msg_id: str = "", retries: int = 3
-    ) -> chat_service_pb2.SendMessageResponse:
-        """Send a message; retried (same client_msg_id) on retryable errors and reconnects."""
-        request = chat_service_pb2.SendMessageRequest(
-            chat_id=chat_id, client_msg_id=client_msg_id or uuid.uuid4().hex, body=body
-        )
-        for attempt in range(retries + 1):
-            try:
-                reply: chat_service_pb2.SendMessageResponse = await self.request(
-                    "send_message", request
-                )
-                return reply
-            except RequestFailed as exc:
-                if not exc.retryable or attempt == retries:
-                    raise
-                await asyncio.sleep(max(exc.retry_after_ms / 1000, 0.1 * 2**attempt))
-            except (TimeoutError, ConnectionClosed, ConnectionError):
-                if attempt == retries:
-                    raise
-                await asyncio.sleep(0.1 * 2**attempt)
-                await self._reconnected()
-        raise AssertionError("unreachable")
-
-    async def send_text(self, chat_id: int, text: str, *, client_msg_id: str = "") -> Any:
-        return await self.send(
-            chat_id, chat_pb2.MessageBody(text=text), client_msg_id=client_msg_id
-        )
-
-    async def read_history(self, chat_id: int, max_seq: int) -> Any:
-        req = chat_service_pb2.ReadHistoryRequest(chat_id=chat_id, max_seq=max_seq)
-        return await self.request("read_history", req)
-
-    async def set_typing(self, chat_id: int, typing: bool = True) -> Any:
-        action = presence_pb2.TYPING_ACTION_TYPING if typing else presence_pb2.TYPING_ACTION_CANCEL
-        req = presence_service_pb2.SetTypingRequest(chat_id=chat_id, action=action)
-        return await self.request("set_typing", req)
-
-    async def get_state(self) -> Any:
-        return await self.request("get_state", chat_service_pb2.GetStateRequest())
-
-    async def get_history(self, chat_id: int, **fields: Any) -> Any:
-        req = chat_service_pb2.GetHistoryRequest(chat_id=chat_id, **fields)
-        return await self.request("get_history", req)
-
-    async def ping(self) -> Any:
-        return await self.request("ping", frames_pb2.Ping())
-
-    async def get_difference(self, pts: int, limit: int = 0) -> list[Any]:
-        req = chat_service_pb2.GetDifferenceRequest(pts=pts, limit=limit)
-        chunks: list[Any] = await self.request("get_difference", req)
-        return chunks
-
-    async def catch_up(self, limit: int = 0) -> None:
-        """GetDifference from our pts until complete; applies updates in pts order."""
-        while True:
-            chunks = await self.get_difference(self.pts, limit)
-            for chunk in chunks:
-                for update in chunk.updates:
-                    self._offer(update)
-            final = chunks[-1]
-            if final.status == chat_service_pb2.DIFFERENCE_STATUS_TOO_LONG:
-                self.too_long = True
-                self._state.reset(final.state.pts)
-                return
-            if final.status == chat_service_pb2.DIFFERENCE_STATUS_SLICE:
-                self._state.pts = max(self._state.pts, final.intermediate_pts)
-                continue
-            self._state.pts = max(self._state.pts, final.state.pts)
-            self._apply_all(self._state.release(), False)
-            return
-
-    async def next_update(self, timeout: float = 10) -> updates_pb2.Update:
-        return await asyncio.wait_for(self.updates.get(), timeout)
 
     async def next_event(self, timeout: float = 10) -> frames_pb2.ServerFrame:
         return await asyncio.wait_for(self.events.get(), timeout)
@@ -389,49 +285,6 @@ class MinitgClient:
         for future, _ in list(self._pending.values()):
             if not future.done():
                 future.set_exception(exc)
-
-    def _offer(self, update: updates_pb2.Update) -> None:
-        """Apply by the pts rule; hold back what comes after a gap and fetch the gap."""
-        if self._early is not None:
-            self._early.append(update)
-            return
-        self._apply_all(*self._state.offer(update))
-
-    def _apply_all(self, ready: list[updates_pb2.Update], gap: bool) -> None:
-        for update in ready:
-            self._apply(update)
-        if not gap:
-            return
-        self._gap_seen = True
-        if self._catching_up is None or self._catching_up.done():
-            self._catching_up = asyncio.create_task(self._fill_gap())
-
-    async def _fill_gap(self) -> None:
-        """Give a gap ``gap_grace`` to close by itself (the usual gap is a peer's update
-        still on its way while our own later send was already answered), then catch up;
-        repeat while gaps keep appearing (one found while a GetDifference was already under
-        way may lie past what that call returned) or the catch-up failed (backing off)."""
-        failures = 0
-        while self._gap_seen:
-            self._gap_seen = False
-            await asyncio.sleep(self._gap_grace * 2**failures)
-            if not self._state.pending:
-                continue
-            try:
-                await self.catch_up()
-                failures = 0
-            except (RequestFailed, TimeoutError):  # busy server: try again, later each time
-                failures = min(failures + 1, 5)
-                self._gap_seen = True
-            except ConnectionClosed:
-                return  # the reconnect catches up
-
-    def _apply(self, update: updates_pb2.Update) -> None:
-        if update.WhichOneof("update") == "new_message":
-            message = update.new_message.message
-            seen = self._delivered.get(message.chat_id, 0)
-            self._delivered[message.chat_id] = max(seen, message.seq)
-        self.updates.put_nowait(update)
 
     async def _ack_loop(self) -> None:
         """Acknowledge received updates (delivered receipts), fire and forget."""
