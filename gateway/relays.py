@@ -1,4 +1,4 @@
-"""The gateway pod's sends and acks, coalesced into RelaySends and RelayAcks batches.
+"""The gateway pod's sends, acks and Hello states, coalesced into batched internal calls.
 
 Every connection's SendMessage frames go through one ``SendRelay`` per pod: concurrent
 sends of many users leave together in one RelaySends call, which the chat service commits
@@ -10,7 +10,8 @@ send is answered, so two sends of one device are never in flight together.
 
 Delivered-acks (AckUpdates frames, one per device every few hundred milliseconds) go the
 same way to the presence service as RelayAcks: one call per batch instead of one call, one
-token check and one revocation lookup per ack.
+token check and one revocation lookup per ack. The Hello frames' states come from
+GetStates batches the same way (a connect storm asks once per batch, not once per socket).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from typing import Any
 
 import grpc
-from minitg.chat.v1 import chat_service_pb2
+from minitg.chat.v1 import chat_service_pb2, updates_pb2
 from minitg.presence.v1 import presence_service_pb2
 
 from svckit.authn import Principal, service_metadata
@@ -107,6 +108,31 @@ class AckRelay:
         )
         reply = await self._presence.RelayAcks(request, metadata=self._metadata)
         return [item_error(r) if r.reason else None for r in reply.results]
+
+    async def close(self) -> None:
+        await self._batches.close()
+
+
+class StateReader:
+    """The update-log states for Hello frames, coalesced into GetStates calls: a burst of
+    connects costs a few calls to the chat service instead of one GetState each."""
+
+    def __init__(
+        self, chat: Any, internal_token: str, *, max_items: int = 1000, max_in_flight: int = 2
+    ) -> None:
+        self._chat, self._metadata = chat, service_metadata(internal_token)
+        self._batches: Coalescer[int, updates_pb2.State] = Coalescer(
+            self._call, max_items=max_items, max_in_flight=max_in_flight, name="states"
+        )
+
+    async def state_of(self, user_id: int) -> updates_pb2.State:
+        """What GetState would answer ``user_id`` (raises the call's error when it failed)."""
+        return await self._batches.submit(user_id)
+
+    async def _call(self, user_ids: list[int]) -> list[updates_pb2.State | BaseException]:
+        request = chat_service_pb2.GetStatesRequest(user_ids=user_ids)
+        reply = await self._chat.GetStates(request, metadata=self._metadata)
+        return list(reply.states)
 
     async def close(self) -> None:
         await self._batches.close()

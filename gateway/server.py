@@ -17,7 +17,7 @@ from gateway.deps import GatewayAuth, GatewayDeps
 from gateway.listen import listen
 from gateway.presence_reporter import PresenceReporter
 from gateway.ratelimit import RateLimiter
-from gateway.relays import AckRelay, SendRelay
+from gateway.relays import AckRelay, SendRelay, StateReader
 from gateway.ws_dispatch import Dispatcher
 from gateway.ws_handler import WsRuntime
 from gateway.ws_hub import CloseCode, Hub
@@ -67,6 +67,8 @@ class GatewayRole:
             deps.clients.presence, cfg.messaging.internal_token, max_items=1000, max_in_flight=1
         )
         stack.push_async_callback(acks.close)
+        states = StateReader(deps.clients.chat, cfg.messaging.internal_token)
+        stack.push_async_callback(states.close)
         runtime = WsRuntime(
             hub,
             Dispatcher(
@@ -77,6 +79,7 @@ class GatewayRole:
                 cfg.messaging.max_in_flight_per_connection,
                 cfg.messaging.max_sends_in_flight,
             ),
+            states,
         )
 
         async def close_session(user_id: int, session_id: str) -> None:

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from minitg.gateway.v1 import frames_pb2
 
 from gateway.deps import DEPS
+from gateway.relays import StateReader
 from gateway.ws_dispatch import Dispatcher
 from gateway.ws_hello import hello_frame
 from gateway.ws_hub import CloseCode, Connection, Hub
@@ -37,6 +38,7 @@ class WsRuntime:
 
     hub: Hub
     dispatcher: Dispatcher
+    states: StateReader
 
 
 WS = web.AppKey("ws", WsRuntime)
@@ -82,7 +84,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await runtime.hub.attach(conn)  # registered before the state read: no missed window
     requests = _Requests()
     try:
-        conn.start(await hello_frame(conn, deps.clients.chat, deps.cfg.messaging))
+        conn.start(await hello_frame(conn, runtime.states, deps.cfg.messaging))
         await _read_loop(conn, runtime.dispatcher, requests)
     finally:
         requests.cancel()

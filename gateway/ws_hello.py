@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import grpc
-from minitg.chat.v1 import chat_service_pb2
 from minitg.gateway.v1 import frames_pb2
 
+from gateway.relays import StateReader
 from gateway.ws_hub import Connection
 from svckit.config import MessagingConfig
 
 
-async def hello_frame(conn: Connection, chat: Any, cfg: MessagingConfig) -> bytes:
+async def hello_frame(conn: Connection, states: StateReader, cfg: MessagingConfig) -> bytes:
     """Session, limits and the user's current update-log state (when the chat service has it)."""
     hello = frames_pb2.Hello(
         session_id=conn.session_id,
@@ -25,10 +24,7 @@ async def hello_frame(conn: Connection, chat: Any, cfg: MessagingConfig) -> byte
         token_expires_at_ms=int(conn.token_exp * 1000),
     )
     try:
-        reply = await chat.GetState(
-            chat_service_pb2.GetStateRequest(), metadata=conn.principal.metadata()
-        )
-        hello.state.CopyFrom(reply.state)
+        hello.state.CopyFrom(await states.state_of(conn.user_id))
     except grpc.aio.AioRpcError:
         hello.ClearField("state")  # the client asks with GetState itself
     return frames_pb2.ServerFrame(hello=hello).SerializeToString()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from svckit.ports import Database
@@ -30,6 +30,22 @@ class LogReader:
             "SELECT COUNT(*) FROM chat_members WHERE user_id = $1 AND unread_count > 0", user_id
         )
         return LogState(int(pts or 0), int(unread or 0))
+
+    async def states(self, user_ids: Sequence[int]) -> dict[int, LogState]:
+        """``state`` of many users with two queries (a gateway's Hello frames in a burst)."""
+        ids = sorted(set(user_ids))
+        marks = ", ".join(f"${n}" for n in range(1, len(ids) + 1))
+        pts = await self._db.fetch(
+            f"SELECT user_id, pts FROM user_pts WHERE user_id IN ({marks})", *ids
+        )
+        unread = await self._db.fetch(
+            "SELECT user_id, COUNT(*) AS n FROM chat_members "
+            f"WHERE user_id IN ({marks}) AND unread_count > 0 GROUP BY user_id",
+            *ids,
+        )
+        positions = {int(r["user_id"]): int(r["pts"]) for r in pts}
+        counts = {int(r["user_id"]): int(r["n"]) for r in unread}
+        return {u: LogState(positions.get(u, 0), counts.get(u, 0)) for u in ids}
 
     async def continues_from(self, user_id: int, pts: int) -> bool:
         """Whether the log still holds the update right after ``pts`` (not trimmed)."""

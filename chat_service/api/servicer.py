@@ -24,6 +24,7 @@ from svckit.paging import clamp_page_size, decode_page_token, encode_page_token
 
 MAX_BATCH_SENDS = 100
 MAX_RELAYED_SENDS = 500
+MAX_STATES = 1000
 DEFAULT_DIFFERENCE_LIMIT, MAX_DIFFERENCE_LIMIT = 1000, 10_000
 
 
@@ -254,6 +255,21 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             )
             return
         yield done(status=chat_service_pb2.DIFFERENCE_STATUS_COMPLETE, state=state)
+
+    async def GetStates(self, request: Any, context: Any) -> chat_service_pb2.GetStatesResponse:
+        require_service_caller(context.invocation_metadata(), self._internal_token)
+        ids = list(request.user_ids)
+        if not 1 <= len(ids) <= MAX_STATES or min(ids) < 1:
+            raise InvalidField("user_ids", f"user_ids must hold 1 to {MAX_STATES} ids, each >= 1")
+        found, now_ms = await self._cases.log.states(ids), self._cases.now_ms()
+        return chat_service_pb2.GetStatesResponse(
+            states=[
+                updates_pb2.State(
+                    pts=found[u].pts, date_ms=now_ms, unread_chats_count=found[u].unread_chats_count
+                )
+                for u in ids
+            ]
+        )
 
     async def ListPeers(self, request: Any, context: Any) -> chat_service_pb2.ListPeersResponse:
         require_service_caller(context.invocation_metadata(), self._internal_token)

@@ -110,3 +110,32 @@ async def test_relay_needs_the_service_credential_and_a_sane_batch(system: Syste
     assert "INVALID_FIELD" == await reason_of(relay(empty, metadata=service(system)))
     huge = CS.RelaySendsRequest(items=[relayed(a, chat_id, f"h{i}") for i in range(501)])
     assert "INVALID_FIELD" == await reason_of(relay(huge, metadata=service(system)))
+
+
+async def test_get_states_answers_like_get_state_for_many_users(system: System) -> None:
+    """GetStates gives each user what their own GetState gives, in request order."""
+    a, b, outsider, chat_id = await users_and_chat(system)
+    await stub(system).RelaySends(
+        CS.RelaySendsRequest(items=[relayed(a, chat_id, "s1"), relayed(a, chat_id, "s2")]),
+        metadata=service(system),
+    )
+    own = [
+        (await stub(system).GetState(CS.GetStateRequest(), metadata=u.metadata())).state
+        for u in (b, a, outsider)
+    ]
+    reply = await stub(system).GetStates(
+        CS.GetStatesRequest(user_ids=[b.id, a.id, outsider.id, b.id]), metadata=service(system)
+    )
+    got = [(s.pts, s.unread_chats_count) for s in reply.states]
+    assert [(s.pts, s.unread_chats_count) for s in own] + [got[0]] == got
+    assert (3, 1) == got[0]  # NewChat + two messages, one chat with unread messages
+
+
+async def test_get_states_needs_the_service_credential_and_sane_ids(system: System) -> None:
+    a, _, _, _ = await users_and_chat(system)
+    states = stub(system).GetStates
+    one = CS.GetStatesRequest(user_ids=[a.id])
+    assert "PERMISSION_DENIED" == await reason_of(states(one, metadata=a.metadata()))
+    for bad in ([], [0], list(range(1, 1002))):
+        request = CS.GetStatesRequest(user_ids=bad)
+        assert "INVALID_FIELD" == await reason_of(states(request, metadata=service(system)))

@@ -17,9 +17,9 @@ ENV = {"MINITG_SEND_BATCHES_IN_FLIGHT": "1", "MINITG_RATE_WS_UPGRADE": "1000/60"
 SENDERS, PER_SENDER = 8, 5
 
 
-def batches() -> tuple[float, float]:
-    """How many send batches this process made, and how many sends they carried."""
-    labels = {"batch": "sends"}
+def batches(kind: str = "sends") -> tuple[float, float]:
+    """How many ``kind`` batches this process made, and how many items they carried."""
+    labels = {"batch": kind}
     count = REGISTRY.get_sample_value("minitg_coalesced_batch_items_count", labels) or 0.0
     total = REGISTRY.get_sample_value("minitg_coalesced_batch_items_sum", labels) or 0.0
     return count, total
@@ -45,7 +45,9 @@ async def test_concurrent_sends_share_batches_and_keep_each_devices_order(
                 await rest.direct_chat(users[i].access_token, users[i + 1].user_id)
                 for i in range(0, SENDERS, 2)
             ]
+        hellos = batches("states")
         async with clients(system, *users) as devices:
+            assert batches("states")[1] - hellos[1] == SENDERS, "each Hello's state was batched"
             before = batches()
 
             async def burst(n: int) -> list[Any]:

@@ -980,6 +980,54 @@ class GetDifferenceResponse(_message.Message):
 Global___GetDifferenceResponse: _TypeAlias = GetDifferenceResponse  # noqa: Y015
 
 @_typing.final
+class GetStatesRequest(_message.Message):
+    """The input of GetStates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The users whose states to return, 1 to 1,000; an id may repeat."""
+
+    def __init__(
+        self,
+        *,
+        user_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatesRequest: _TypeAlias = GetStatesRequest  # noqa: Y015
+
+@_typing.final
+class GetStatesResponse(_message.Message):
+    """The result of GetStates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[_updates_pb2.State]:
+        """One state per requested id, in the same order."""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[_updates_pb2.State] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatesResponse: _TypeAlias = GetStatesResponse  # noqa: Y015
+
+@_typing.final
 class ListPeersRequest(_message.Message):
     """The input of ListPeers."""
 

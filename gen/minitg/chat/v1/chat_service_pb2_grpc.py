@@ -30,7 +30,7 @@ class ChatServiceStub:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
+    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -114,6 +114,11 @@ class ChatServiceStub:
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.SerializeToString,
                 response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.FromString,
                 _registered_method=True)
+        self.GetStates = channel.unary_unary(
+                '/minitg.chat.v1.ChatService/GetStates',
+                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesRequest.SerializeToString,
+                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesResponse.FromString,
+                _registered_method=True)
         self.ListPeers = channel.unary_unary(
                 '/minitg.chat.v1.ChatService/ListPeers',
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersRequest.SerializeToString,
@@ -131,7 +136,7 @@ class ChatServiceServicer:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
+    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -318,6 +323,17 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStates(self, request, context):
+        """Returns the update-log state of up to 1,000 users at once, for a gateway pod's Hello frames during a burst of connects; internal, service credential only.
+
+        Each state is what GetState would return to that user (a user without a log yet has
+        pts 0). Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no ids, more than
+        1,000, or an id below 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPeers(self, request, context):
         """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
 
@@ -412,6 +428,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.FromString,
                     response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.SerializeToString,
             ),
+            'GetStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStates,
+                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesRequest.FromString,
+                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesResponse.SerializeToString,
+            ),
             'ListPeers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPeers,
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersRequest.FromString,
@@ -435,7 +456,7 @@ class ChatService:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
+    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -811,6 +832,33 @@ class ChatService:
             '/minitg.chat.v1.ChatService/GetDifference',
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.SerializeToString,
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minitg.chat.v1.ChatService/GetStates',
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesRequest.SerializeToString,
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,7 +31,7 @@ class ChatServiceStub:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
+    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -165,6 +165,13 @@ class ChatServiceStub:
     afterwards by the usual pts rule. An error status may end the stream after some chunks;
     the client keeps what it applied and calls again from its local pts.
     """
+    GetStates: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.GetStatesRequest, _chat_service_pb2.GetStatesResponse]
+    """Returns the update-log state of up to 1,000 users at once, for a gateway pod's Hello frames during a burst of connects; internal, service credential only.
+
+    Each state is what GetState would return to that user (a user without a log yet has
+    pts 0). Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no ids, more than
+    1,000, or an id below 1).
+    """
     ListPeers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ListPeersRequest, _chat_service_pb2.ListPeersResponse]
     """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
 
@@ -185,7 +192,7 @@ class ChatServiceAsyncStub(ChatServiceStub):
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
+    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -316,6 +323,13 @@ class ChatServiceAsyncStub(ChatServiceStub):
     afterwards by the usual pts rule. An error status may end the stream after some chunks;
     the client keeps what it applied and calls again from its local pts.
     """
+    GetStates: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.GetStatesRequest, _chat_service_pb2.GetStatesResponse]  # type: ignore[assignment]
+    """Returns the update-log state of up to 1,000 users at once, for a gateway pod's Hello frames during a burst of connects; internal, service credential only.
+
+    Each state is what GetState would return to that user (a user without a log yet has
+    pts 0). Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no ids, more than
+    1,000, or an id below 1).
+    """
     ListPeers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListPeersRequest, _chat_service_pb2.ListPeersResponse]  # type: ignore[assignment]
     """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
 
@@ -335,7 +349,7 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
+    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
     with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
     them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
     cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -547,6 +561,19 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         Updates pushed live while the stream runs are buffered by the client and applied
         afterwards by the usual pts rule. An error status may end the stream after some chunks;
         the client keeps what it applied and calls again from its local pts.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStates(
+        self,
+        request: _chat_service_pb2.GetStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.GetStatesResponse, _abc.Awaitable[_chat_service_pb2.GetStatesResponse]]:
+        """Returns the update-log state of up to 1,000 users at once, for a gateway pod's Hello frames during a burst of connects; internal, service credential only.
+
+        Each state is what GetState would return to that user (a user without a log yet has
+        pts 0). Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no ids, more than
+        1,000, or an id below 1).
         """
 
     @_abc_1.abstractmethod
