@@ -29,11 +29,11 @@ class ChatServiceStub:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
-    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
-    them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
-    cannot be probed. The errors listed per RPC below are the ones specific to it; the
+    the caller is the token's user. The internal RPCs for other minitg services
+    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
+    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
+    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
     proto/README.md.
     """
@@ -135,11 +135,11 @@ class ChatServiceServicer:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
-    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
-    them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
-    cannot be probed. The errors listed per RPC below are the ones specific to it; the
+    the caller is the token's user. The internal RPCs for other minitg services
+    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
+    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
+    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
     proto/README.md.
     """
@@ -455,11 +455,11 @@ class ChatService:
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services (RelaySends,
-    GetStates, ListPeers, GetChatMembers) take the internal service credential instead and refuse a user's token
-    with PERMISSION_DENIED. A chat the caller is not a member of does not exist for
-    them: asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids
-    cannot be probed. The errors listed per RPC below are the ones specific to it; the
+    the caller is the token's user. The internal RPCs for other minitg services
+    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
+    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
+    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
     API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
     proto/README.md.
     """
