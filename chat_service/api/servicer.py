@@ -8,12 +8,13 @@ which use case answers, and the reply. Decisions live in ``chat_service.service`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc, updates_pb2
 
 from chat_service.adapters.log_reader import CHUNK
+from chat_service.api.internal import InternalRpcs
 from chat_service.domain import rules
 from chat_service.domain.model import Outgoing, SendItem, SendResult
 from chat_service.service import ChatUseCases
@@ -24,7 +25,6 @@ from svckit.paging import clamp_page_size, decode_page_token, encode_page_token
 
 MAX_BATCH_SENDS = 100
 MAX_RELAYED_SENDS = 500
-MAX_STATES = 1000
 DEFAULT_DIFFERENCE_LIMIT, MAX_DIFFERENCE_LIMIT = 1000, 10_000
 
 
@@ -75,7 +75,7 @@ def _history_anchor(request: Any) -> tuple[str, int] | None:
     return which.removesuffix("_seq"), seq
 
 
-class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
+class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
     """minitg.chat.v1.ChatService."""
 
     def __init__(self, cases: ChatUseCases, authn: Authenticator, internal_token: str) -> None:
@@ -255,33 +255,6 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             )
             return
         yield done(status=chat_service_pb2.DIFFERENCE_STATUS_COMPLETE, state=state)
-
-    async def GetStates(self, request: Any, context: Any) -> chat_service_pb2.GetStatesResponse:
-        require_service_caller(context.invocation_metadata(), self._internal_token)
-        ids = list(request.user_ids)
-        if not 1 <= len(ids) <= MAX_STATES or min(ids) < 1:
-            raise InvalidField("user_ids", f"user_ids must hold 1 to {MAX_STATES} ids, each >= 1")
-        found, now_ms = await self._cases.log.states(ids), self._cases.now_ms()
-        return chat_service_pb2.GetStatesResponse(
-            states=[
-                updates_pb2.State(
-                    pts=found[u].pts, date_ms=now_ms, unread_chats_count=found[u].unread_chats_count
-                )
-                for u in ids
-            ]
-        )
-
-    async def ListPeers(self, request: Any, context: Any) -> chat_service_pb2.ListPeersResponse:
-        require_service_caller(context.invocation_metadata(), self._internal_token)
-        return chat_service_pb2.ListPeersResponse(user_ids=await self._cases.peers(request.user_id))
-
-    async def GetChatMembers(
-        self, request: Any, context: Any
-    ) -> chat_service_pb2.GetChatMembersResponse:
-        require_service_caller(context.invocation_metadata(), self._internal_token)
-        kind, members = await self._cases.chat_members(request.chat_id)
-        proto_kind = cast("chat_pb2.ChatKind.ValueType", int(kind))
-        return chat_service_pb2.GetChatMembersResponse(user_ids=members, kind=proto_kind)
 
     async def GetHistory(self, request: Any, context: Any) -> chat_service_pb2.GetHistoryResponse:
         caller = await self._caller(context)
