@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from chat_service.adapters.rows import placeholders
 from svckit.ports import Database
 
 CHUNK = 100
@@ -25,16 +26,12 @@ class LogReader:
         self._db = db
 
     async def state(self, user_id: int) -> LogState:
-        pts = await self._db.fetchval("SELECT pts FROM user_pts WHERE user_id = $1", user_id)
-        unread = await self._db.fetchval(
-            "SELECT COUNT(*) FROM chat_members WHERE user_id = $1 AND unread_count > 0", user_id
-        )
-        return LogState(int(pts or 0), int(unread or 0))
+        return (await self.states([user_id]))[user_id]
 
     async def states(self, user_ids: Sequence[int]) -> dict[int, LogState]:
         """``state`` of many users with two queries (a gateway's Hello frames in a burst)."""
         ids = sorted(set(user_ids))
-        marks = ", ".join(f"${n}" for n in range(1, len(ids) + 1))
+        marks = placeholders(len(ids))
         pts = await self._db.fetch(
             f"SELECT user_id, pts FROM user_pts WHERE user_id IN ({marks})", *ids
         )

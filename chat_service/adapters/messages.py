@@ -216,7 +216,7 @@ class _Send:
                 ids[(batch.chat_id, seq)], batch.chat_id, seq, send.sender_id, batch.date_ms,
                 send.item.body, client_msg_id=send.item.client_msg_id,
             )  # fmt: skip
-            shared, patches = new_message_updates(batch, self.sends, index, message)
+            shared, patches = new_message_updates(batch, self.sends, message)
             update.fill(shared, patches)
             self.outcomes[index] = SendResult(
                 message.id, seq, batch.date_ms, update.pts_of(send.sender_id)

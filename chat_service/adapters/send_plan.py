@@ -80,7 +80,7 @@ def unread_statement(
 
 
 def new_message_updates(
-    batch: ChatBatch, sends: Sequence[Outgoing], index: int, message: Message
+    batch: ChatBatch, sends: Sequence[Outgoing], message: Message
 ) -> tuple[updates_pb2.Update, dict[int, updates_pb2.Update]]:
     """The shared NewMessage (no client_msg_id, no unread) and the per-member patches:
     each other member's unread count right after this message, the sender's client_msg_id."""
@@ -88,7 +88,7 @@ def new_message_updates(
         new_message=updates_pb2.NewMessage(message=message_to_proto(message, for_user=0))
     )
     own = batch.own_positions(sends)
-    position, k = batch.indexes.index(index), len(batch.indexes)
+    position, k = message.seq - batch.first_seq, len(batch.indexes)
     patches: dict[int, updates_pb2.Update] = {}
     for user_id in batch.members:
         if user_id == message.sender_id:
