@@ -43,7 +43,10 @@ class StorageUnavailable(StorageError):
 
 
 class Executor(Protocol):
-    """Runs SQL. Both a database handle and an open transaction are executors."""
+    """Runs SQL. Both a database handle and an open transaction are executors; both say
+    which dialect they speak, for the few statements that differ."""
+
+    dialect: Dialect
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; return the number of rows it changed (0 when unknown)."""
@@ -75,7 +78,6 @@ class Database(Executor, Protocol):
     (PostgreSQL row locks, SQLite's single writer).
     """
 
-    dialect: Dialect
     schema: str
 
     def transaction(self) -> AbstractAsyncContextManager[Executor]:

@@ -2,15 +2,17 @@
 
 A batch of sends runs in ONE transaction (a single send is a batch of one). The items may
 come from several senders: a gateway pod coalesces the sends of all its connections into
-one batch (group commit), so the round trips below are paid per batch, not per message:
+one batch (group commit). Each step below is one statement for the whole batch
+(``batch_sql``: arrays on PostgreSQL), so the round trips are paid per batch, not per
+message or per chat:
 
 1. look up the batch's (sender, client_msg_id) pairs: a repeat with the same chat and
    body answers with the stored result, a repeat with anything else is
    CLIENT_MSG_ID_REUSED;
-2. per chat, in ascending chat id, allocate ``k`` seqs with one
-   ``UPDATE chats SET last_seq = last_seq + k ... RETURNING`` guarded by the membership
-   of at least one of the chat's senders; the row lock serialises concurrent senders of
-   one chat, which keeps seqs gapless and date_ms non-decreasing in seq order;
+2. lock the batch's chats in ascending id and allocate each its ``k`` seqs
+   (``last_seq + k``), only in chats one of its batch senders is a member of; the row
+   lock serialises concurrent senders of one chat, which keeps seqs gapless and date_ms
+   non-decreasing in seq order;
 3. read every locked chat's members at once; items whose sender is not a member become
    CHAT_NOT_FOUND and hand their seqs back (only when a chat mixes members and
    non-members, which keeps seqs gapless);
@@ -29,8 +31,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from chat_service.adapters.rows import body_columns, body_from_row, in_transaction, placeholders
-from chat_service.adapters.send_plan import ChatBatch, new_message_updates, unread_statement
+from chat_service.adapters import batch_sql
+from chat_service.adapters.batch_sql import ChatLock
+from chat_service.adapters.rows import body_columns, body_from_row, in_transaction
+from chat_service.adapters.send_plan import ChatBatch, member_changes, new_message_updates
 from chat_service.adapters.updatelog import LogBatch
 from chat_service.domain.errors import ChatNotFound, ClientMsgIdReused
 from chat_service.domain.model import Message, Outgoing, SendResult, UpdateKind
@@ -39,11 +43,6 @@ from svckit.metrics import MESSAGES_SENT, SEND_COMMIT_SECONDS
 from svckit.ports import Database, Executor, Row
 
 Outcome = SendResult | DomainError
-
-_STORED = (
-    "SELECT id, sender_id, chat_id, seq, date_ms, sender_pts, client_msg_id, body_kind, "
-    "body_text, body_header, body_ciphertext, deleted_at_ms FROM messages WHERE "
-)
 
 
 class MessageStore:
@@ -81,14 +80,12 @@ class _Send:
 
     async def run(self) -> list[Outcome]:
         chats = await self._dedupe()
-        locked = [b for b in sorted(chats.values(), key=lambda b: b.chat_id) if await self._lock(b)]
+        locked = await self._lock(sorted(chats.values(), key=lambda b: b.chat_id))
         if locked:
             await self._load_members(locked)
         live = [b for b in locked if b.indexes]
         if live:
-            sql, args = unread_statement(live, self.sends)
-            rows = await self.tx.fetch(sql, *args)
-            for row in rows:
+            for row in await batch_sql.change_unread(self.tx, member_changes(live, self.sends)):
                 chats[int(row["chat_id"])].unread[int(row["user_id"])] = int(row["unread_count"])
             await self._insert(live)
         for index, first in self.twins.items():
@@ -98,17 +95,7 @@ class _Send:
     async def _stored(self) -> dict[tuple[int, str], Row]:
         """The already-sent messages among the batch's (sender, client_msg_id) pairs."""
         pairs = list(dict.fromkeys((s.sender_id, s.item.client_msg_id) for s in self.sends))
-        senders = {sender for sender, _ in pairs}
-        if len(senders) == 1:  # one device's burst: the plain index range
-            ids = [client_msg_id for _, client_msg_id in pairs]
-            where = f"sender_id = $1 AND client_msg_id IN ({placeholders(len(ids), 2)})"
-            rows = await self.tx.fetch(_STORED + where, next(iter(senders)), *ids)
-        else:
-            where = " OR ".join(
-                f"(sender_id = ${2 * n + 1} AND client_msg_id = ${2 * n + 2})"
-                for n in range(len(pairs))
-            )
-            rows = await self.tx.fetch(_STORED + where, *(v for pair in pairs for v in pair))
+        rows = await batch_sql.stored_messages(self.tx, pairs)
         return {(int(r["sender_id"]), str(r["client_msg_id"])): r for r in rows}
 
     async def _dedupe(self) -> dict[int, ChatBatch]:
@@ -140,33 +127,27 @@ class _Send:
                 chats.setdefault(item.chat_id, ChatBatch(item.chat_id)).indexes.append(index)
         return chats
 
-    async def _lock(self, batch: ChatBatch) -> bool:
-        """Allocate the chat's seqs if one of its senders is a member (else: not found)."""
-        senders = sorted({self.sends[i].sender_id for i in batch.indexes})
-        row = await self.tx.fetchrow(
-            "UPDATE chats SET last_seq = last_seq + $2, last_activity_ms = "
-            "CASE WHEN last_activity_ms > $3 THEN last_activity_ms ELSE $3 END "
-            "WHERE id = $1 AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 "
-            f"AND user_id IN ({placeholders(len(senders), 4)})) "
-            "RETURNING last_seq, last_activity_ms",
-            batch.chat_id,
-            len(batch.indexes),
-            self.now_ms,
-            *senders,
-        )
-        if row is None:
-            return False  # no sender is a member: the items stay None -> CHAT_NOT_FOUND
-        batch.last_seq, batch.date_ms = int(row["last_seq"]), int(row["last_activity_ms"])
-        return True
+    async def _lock(self, batches: Sequence[ChatBatch]) -> list[ChatBatch]:
+        """Allocate seqs in every chat one of whose senders is a member; the others' items
+        stay None (CHAT_NOT_FOUND). Returns the locked chats, ascending."""
+        wants = [
+            ChatLock(
+                b.chat_id,
+                len(b.indexes),
+                tuple(sorted({self.sends[i].sender_id for i in b.indexes})),
+            )
+            for b in batches
+        ]
+        rows = await batch_sql.lock_chats(self.tx, wants, self.now_ms)
+        locked = [b for b in batches if b.chat_id in rows]
+        for batch in locked:
+            row = rows[batch.chat_id]
+            batch.last_seq, batch.date_ms = int(row["last_seq"]), int(row["last_activity_ms"])
+        return locked
 
     async def _load_members(self, locked: Sequence[ChatBatch]) -> None:
         """Every locked chat's members (read under the lock); drop non-members' items."""
-        ids = [b.chat_id for b in locked]
-        rows = await self.tx.fetch(
-            "SELECT chat_id, user_id, unread_count FROM chat_members "
-            f"WHERE chat_id IN ({placeholders(len(ids))}) ORDER BY chat_id, user_id",
-            *ids,
-        )
+        rows = await batch_sql.chat_members(self.tx, [b.chat_id for b in locked])
         by_id = {b.chat_id: b for b in locked}
         for row in rows:
             batch = by_id[int(row["chat_id"])]
@@ -195,19 +176,13 @@ class _Send:
             for b, i, _ in planned
         ]
         await self.log.allocate(self.tx)
-        args: list[object] = []
-        for (batch, index, seq), update in zip(planned, pending, strict=True):
-            send = self.sends[index]
-            args += [send.item.chat_id, seq, send.sender_id, send.item.client_msg_id]
-            args += [*body_columns(send.item.body), batch.date_ms, update.pts_of(send.sender_id)]
-        width = 10
-        values = ", ".join(f"({placeholders(width, n * width + 1)})" for n in range(len(planned)))
-        rows = await self.tx.fetch(
-            "INSERT INTO messages (chat_id, seq, sender_id, client_msg_id, body_kind, "
-            "body_text, body_header, body_ciphertext, date_ms, sender_pts) "
-            f"VALUES {values} RETURNING id, chat_id, seq",
-            *args,
-        )
+        values = [
+            (batch.chat_id, seq, self.sends[index].sender_id, self.sends[index].item.client_msg_id,
+             *body_columns(self.sends[index].item.body), batch.date_ms,
+             update.pts_of(self.sends[index].sender_id))
+            for (batch, index, seq), update in zip(planned, pending, strict=True)
+        ]  # fmt: skip
+        rows = await batch_sql.insert_messages(self.tx, values)
         ids = {(int(r["chat_id"]), int(r["seq"])): int(r["id"]) for r in rows}
         self.inserted = len(ids)
         for (batch, index, seq), update in zip(planned, pending, strict=True):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from minitg.chat.v1 import chat_pb2, updates_pb2
 
+from chat_service.adapters.batch_sql import MemberChange
 from chat_service.domain.model import Message, Outgoing
 from chat_service.wire import message_to_proto
 
@@ -44,39 +45,23 @@ class ChatBatch:
         return self._own
 
 
-def unread_statement(
-    live: Sequence[ChatBatch], sends: Sequence[Outgoing]
-) -> tuple[str, list[object]]:
-    """One UPDATE for every member of ``live``'s chats (SQL first, then its arguments):
-    senders' watermark to their last message and unread to what came after it, everyone
-    else's unread + the chat's message count. Returns every member's new unread count."""
-    args: list[object] = []
-
-    def arg(value: int) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    chats: list[str] = []
-    counts: list[str] = []
-    unread: list[str] = []
-    watermark: list[str] = []
+def member_changes(live: Sequence[ChatBatch], sends: Sequence[Outgoing]) -> list[MemberChange]:
+    """Every member's unread change for ``live``'s chats: a sender's watermark moves to
+    their last message and their unread becomes what came after it; everyone else's
+    unread grows by the chat's message count."""
+    changes: list[MemberChange] = []
     for batch in live:
-        k = len(batch.indexes)
-        chat = arg(batch.chat_id)
-        chats.append(chat)
-        counts.append(f"WHEN {chat} THEN CAST({arg(k)} AS INTEGER)")
-        for sender, positions in batch.own_positions(sends).items():
-            last = positions[-1]
-            cond = f"chat_id = {chat} AND user_id = {arg(sender)}"
-            unread.append(f"WHEN {cond} THEN CAST({arg(k - 1 - last)} AS INTEGER)")
-            watermark.append(f"WHEN {cond} THEN CAST({arg(batch.first_seq + last)} AS BIGINT)")
-    sql = (
-        f"UPDATE chat_members SET unread_count = CASE {' '.join(unread)} "
-        f"ELSE unread_count + CASE chat_id {' '.join(counts)} END END, "
-        f"read_inbox_seq = CASE {' '.join(watermark)} ELSE read_inbox_seq END "
-        f"WHERE chat_id IN ({', '.join(chats)}) RETURNING chat_id, user_id, unread_count"
-    )
-    return sql, args
+        k, own = len(batch.indexes), batch.own_positions(sends)
+        for user_id in batch.members:
+            positions = own.get(user_id)
+            if positions is None:
+                changes.append(MemberChange(batch.chat_id, user_id, k, False, 0))
+            else:
+                last = positions[-1]
+                changes.append(
+                    MemberChange(batch.chat_id, user_id, k - 1 - last, True, batch.first_seq + last)
+                )
+    return changes
 
 
 def new_message_updates(

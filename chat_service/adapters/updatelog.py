@@ -22,15 +22,10 @@ from dataclasses import dataclass, field
 
 from minitg.chat.v1 import delivery_pb2, updates_pb2
 
+from chat_service.adapters.batch_sql import bump_pts, insert_updates
 from chat_service.domain.model import UpdateKind
 from svckit import tracing
 from svckit.ports import Executor
-
-_PTS_CHUNK = 500
-_INSERT_UPDATE = (
-    "INSERT INTO updates (user_id, pts, pts_count, kind, chat_id, payload, date_ms) "
-    "VALUES ($1, $2, 1, $3, $4, $5, $6)"
-)
 
 
 @dataclass
@@ -117,30 +112,9 @@ class LogBatch:
                 )
         if not rows:
             return
-        await tx.executemany(_INSERT_UPDATE, rows)
+        await insert_updates(tx, rows)
         await tx.execute(
             "INSERT INTO outbox (payload, created_at_ms) VALUES ($1, $2)",
             envelope.SerializeToString(),
             self.date_ms,
         )
-
-
-async def bump_pts(tx: Executor, counts: Mapping[int, int]) -> dict[int, int]:
-    """Add ``counts[user]`` to each user's pts counter (creating it at 0); return the new
-    values. One upsert per 500 users, in ascending user id (the lock order)."""
-    users = sorted(counts)
-    last: dict[int, int] = {}
-    for start in range(0, len(users), _PTS_CHUNK):
-        chunk = users[start : start + _PTS_CHUNK]
-        values = ", ".join(f"(${2 * i + 1}, ${2 * i + 2})" for i in range(len(chunk)))
-        args: list[int] = []
-        for user_id in chunk:
-            args += [user_id, counts[user_id]]
-        rows = await tx.fetch(
-            f"INSERT INTO user_pts (user_id, pts) VALUES {values} "
-            "ON CONFLICT (user_id) DO UPDATE SET pts = user_pts.pts + excluded.pts "
-            "RETURNING user_id, pts",
-            *args,
-        )
-        last.update({int(r["user_id"]): int(r["pts"]) for r in rows})
-    return last

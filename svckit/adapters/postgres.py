@@ -66,6 +66,8 @@ def _mapped_errors() -> Iterator[None]:
 class _ConnectionExecutor:
     """An ``Executor`` over one checked-out connection (a transaction's statements)."""
 
+    dialect: Dialect = "postgres"
+
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 

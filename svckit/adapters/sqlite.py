@@ -79,6 +79,8 @@ def _mapped_errors() -> Iterator[None]:
 class _ConnectionExecutor:
     """Runs statements on the connection; the caller must hold the handle's lock."""
 
+    dialect: Dialect = "sqlite"
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 

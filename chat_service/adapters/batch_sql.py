@@ -1,0 +1,208 @@
+"""The set-at-a-time statements of the write path, one per step whatever the batch size.
+
+On PostgreSQL every step is ONE statement whose text never changes: the batch travels as
+arrays (``unnest``/``ANY``), so asyncpg's per-connection statement cache always hits
+(statements built with one placeholder per value have a different text for every batch
+size and missed the 100-entry cache nearly every time: a Parse round trip and a fresh
+plan per statement) and a batch of 100 costs the same round trips as a batch of one.
+
+SQLite has no arrays; there the same steps run as the portable per-row statements (the
+database is in-process and has a single writer, so round trips and lock order matter
+little). Both are checked by the same contract tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from chat_service.adapters.rows import placeholders
+from svckit.ports import Executor, Row
+
+STORED_COLUMNS = (
+    "id, sender_id, chat_id, seq, date_ms, sender_pts, client_msg_id, body_kind, "
+    "body_text, body_header, body_ciphertext, deleted_at_ms"
+)
+_STORED_PG = (
+    f"SELECT {STORED_COLUMNS} FROM messages JOIN unnest($1::bigint[], $2::text[]) "
+    "AS k(sender_id, client_msg_id) USING (sender_id, client_msg_id)"
+)
+# Rows are locked in ascending chat id (a locking clause is applied after ORDER BY), the
+# order every writer of chats follows; a chat none of its batch senders belongs to is
+# neither locked nor returned.
+_LOCK_PG = (
+    "WITH want AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS w(chat_id, k)), "
+    "allowed AS (SELECT c.id, want.k FROM chats c JOIN want ON want.chat_id = c.id "
+    "WHERE EXISTS (SELECT 1 FROM chat_members m JOIN unnest($3::bigint[], $4::bigint[]) "
+    "AS s(chat_id, user_id) ON m.chat_id = s.chat_id AND m.user_id = s.user_id "
+    "WHERE s.chat_id = c.id) ORDER BY c.id FOR UPDATE OF c) "
+    "UPDATE chats SET last_seq = chats.last_seq + allowed.k, "
+    "last_activity_ms = GREATEST(chats.last_activity_ms, $5) FROM allowed "
+    "WHERE chats.id = allowed.id RETURNING chats.id, chats.last_seq, chats.last_activity_ms"
+)
+_LOCK_ONE = (
+    "UPDATE chats SET last_seq = last_seq + $2, last_activity_ms = "
+    "CASE WHEN last_activity_ms > $3 THEN last_activity_ms ELSE $3 END "
+    "WHERE id = $1 AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $4) "
+    "RETURNING id, last_seq, last_activity_ms"
+)
+_MEMBERS = "SELECT chat_id, user_id, unread_count FROM chat_members WHERE chat_id "
+_UNREAD_PG = (
+    "UPDATE chat_members cm SET "
+    "unread_count = CASE WHEN u.own THEN u.unread ELSE cm.unread_count + u.unread END, "
+    "read_inbox_seq = CASE WHEN u.own THEN u.watermark ELSE cm.read_inbox_seq END "
+    "FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bool[], $5::bigint[]) "
+    "AS u(chat_id, user_id, unread, own, watermark) "
+    "WHERE cm.chat_id = u.chat_id AND cm.user_id = u.user_id "
+    "RETURNING cm.chat_id, cm.user_id, cm.unread_count"
+)
+_UNREAD_ONE = (
+    "UPDATE chat_members SET "
+    "unread_count = CASE WHEN $4 THEN $3 ELSE unread_count + $3 END, "
+    "read_inbox_seq = CASE WHEN $4 THEN $5 ELSE read_inbox_seq END "
+    "WHERE chat_id = $1 AND user_id = $2"
+)
+MESSAGE_INSERT_COLUMNS = (
+    "chat_id, seq, sender_id, client_msg_id, body_kind, body_text, body_header, "
+    "body_ciphertext, date_ms, sender_pts"
+)
+_MESSAGES_PG = (
+    f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) SELECT * FROM unnest("
+    "$1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::text[], "
+    "$7::bytea[], $8::bytea[], $9::bigint[], $10::bigint[]) RETURNING id, chat_id, seq"
+)
+_PTS_UPSERT = (
+    "ON CONFLICT (user_id) DO UPDATE SET pts = user_pts.pts + excluded.pts RETURNING user_id, pts"
+)
+_PTS_PG = (
+    "INSERT INTO user_pts (user_id, pts) SELECT * FROM unnest($1::bigint[], $2::bigint[]) "
+    "AS t(user_id, pts) ORDER BY user_id " + _PTS_UPSERT
+)
+_PTS_CHUNK = 500  # SQLite: users per multi-row upsert
+_UPDATES_PG = (
+    "INSERT INTO updates (user_id, pts, pts_count, kind, chat_id, payload, date_ms) "
+    "SELECT user_id, pts, 1, kind, chat_id, payload, date_ms FROM unnest($1::bigint[], "
+    "$2::bigint[], $3::int[], $4::bigint[], $5::bytea[], $6::bigint[]) "
+    "AS u(user_id, pts, kind, chat_id, payload, date_ms)"
+)
+_UPDATES_ONE = (
+    "INSERT INTO updates (user_id, pts, pts_count, kind, chat_id, payload, date_ms) "
+    "VALUES ($1, $2, 1, $3, $4, $5, $6)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLock:
+    """One chat a batch writes to: how many seqs it takes and who sends in it."""
+
+    chat_id: int
+    count: int
+    senders: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """One member's unread change: ``own`` sets unread to ``unread`` and the watermark to
+    ``watermark`` (they sent in the batch); otherwise ``unread`` is added."""
+
+    chat_id: int
+    user_id: int
+    unread: int
+    own: bool
+    watermark: int
+
+
+def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
+    """Rows -> one list per column (the arrays a PostgreSQL ``unnest`` takes)."""
+    return [[row[n] for row in rows] for n in range(width)] if rows else [[]] * width
+
+
+async def stored_messages(tx: Executor, pairs: Sequence[tuple[int, str]]) -> list[Row]:
+    """The messages already sent under any of the (sender, client_msg_id) pairs."""
+    if tx.dialect == "postgres":
+        senders, ids = _columns(pairs, 2)
+        return await tx.fetch(_STORED_PG, senders, ids)
+    where = " OR ".join(
+        f"(sender_id = ${2 * n + 1} AND client_msg_id = ${2 * n + 2})" for n in range(len(pairs))
+    )
+    return await tx.fetch(
+        f"SELECT {STORED_COLUMNS} FROM messages WHERE {where}", *(v for p in pairs for v in p)
+    )
+
+
+async def lock_chats(tx: Executor, chats: Sequence[ChatLock], now_ms: int) -> dict[int, Row]:
+    """Take ``count`` seqs in each chat one of whose senders is a member, locking those
+    chats in ascending id; chat id -> its ``last_seq`` and ``last_activity_ms`` after."""
+    chats = sorted(chats, key=lambda c: c.chat_id)
+    if tx.dialect == "postgres":
+        pairs = [(c.chat_id, s) for c in chats for s in c.senders]
+        rows = await tx.fetch(
+            _LOCK_PG, [c.chat_id for c in chats], [c.count for c in chats],
+            [p[0] for p in pairs], [p[1] for p in pairs], now_ms,
+        )  # fmt: skip
+        return {int(r["id"]): r for r in rows}
+    locked: dict[int, Row] = {}
+    for chat in chats:
+        for sender in chat.senders:  # the first sender who is a member decides
+            row = await tx.fetchrow(_LOCK_ONE, chat.chat_id, chat.count, now_ms, sender)
+            if row is not None:
+                locked[chat.chat_id] = row
+                break
+    return locked
+
+
+async def chat_members(tx: Executor, chat_ids: Sequence[int]) -> list[Row]:
+    """(chat_id, user_id, unread_count) of every member of the chats, by chat then user."""
+    if tx.dialect == "postgres":
+        return await tx.fetch(_MEMBERS + "= ANY($1::bigint[]) ORDER BY chat_id, user_id", chat_ids)
+    where = f"IN ({placeholders(len(chat_ids))}) ORDER BY chat_id, user_id"
+    return await tx.fetch(_MEMBERS + where, *chat_ids)
+
+
+async def change_unread(tx: Executor, changes: Sequence[MemberChange]) -> list[Row]:
+    """Apply the changes; return (chat_id, user_id, unread_count) of every changed member."""
+    rows = [(c.chat_id, c.user_id, c.unread, c.own, c.watermark) for c in changes]
+    if tx.dialect == "postgres":
+        return await tx.fetch(_UNREAD_PG, *_columns(rows, 5))
+    await tx.executemany(_UNREAD_ONE, rows)
+    chats = sorted({c.chat_id for c in changes})
+    return await chat_members(tx, chats)
+
+
+async def insert_messages(tx: Executor, rows: Sequence[Sequence[object]]) -> list[Row]:
+    """Insert rows of ``MESSAGE_INSERT_COLUMNS``; return each one's (id, chat_id, seq)."""
+    if tx.dialect == "postgres":
+        return await tx.fetch(_MESSAGES_PG, *_columns(rows, 10))
+    values = ", ".join(f"({placeholders(10, n * 10 + 1)})" for n in range(len(rows)))
+    return await tx.fetch(
+        f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) VALUES {values} "
+        "RETURNING id, chat_id, seq",
+        *(v for row in rows for v in row),
+    )
+
+
+async def bump_pts(tx: Executor, counts: Mapping[int, int]) -> dict[int, int]:
+    """Add ``counts[user]`` to each user's pts counter (creating it at 0), in ascending
+    user id (the lock order); return the new values."""
+    users = sorted(counts)
+    if tx.dialect == "postgres":
+        rows = await tx.fetch(_PTS_PG, users, [counts[u] for u in users])
+        return {int(r["user_id"]): int(r["pts"]) for r in rows}
+    last: dict[int, int] = {}
+    for start in range(0, len(users), _PTS_CHUNK):
+        chunk = users[start : start + _PTS_CHUNK]
+        values = ", ".join(f"(${2 * i + 1}, ${2 * i + 2})" for i in range(len(chunk)))
+        rows = await tx.fetch(
+            f"INSERT INTO user_pts (user_id, pts) VALUES {values} " + _PTS_UPSERT,
+            *(v for u in chunk for v in (u, counts[u])),
+        )
+        last.update({int(r["user_id"]): int(r["pts"]) for r in rows})
+    return last
+
+
+async def insert_updates(tx: Executor, rows: Sequence[tuple[object, ...]]) -> None:
+    """Insert update-log rows of (user_id, pts, kind, chat_id, payload, date_ms)."""
+    if tx.dialect == "postgres":
+        await tx.execute(_UPDATES_PG, *_columns(rows, 6))
+    else:
+        await tx.executemany(_UPDATES_ONE, rows)
