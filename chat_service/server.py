@@ -69,7 +69,7 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
         UserDirectory(auth_stub),
         MemberCache(state, load_members, msg.member_cache_seconds),
         reads,
-        relay.wake,
+        relay,
         Limits(msg.max_group_members, msg.max_text_chars, msg.edit_window_seconds),
     )
     servicer = ChatServicer(cases, authn, msg.internal_token)

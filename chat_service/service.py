@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from chat_service.adapters import history, queries
 from chat_service.adapters.deletes import Deleted, DeleteStore
@@ -19,6 +20,7 @@ from chat_service.adapters.member_cache import MemberCache
 from chat_service.adapters.membership import Actor, MembershipStore
 from chat_service.adapters.messages import MessageStore, Outcome
 from chat_service.adapters.reads import ReadBatcher
+from chat_service.adapters.updatelog import Outboxed
 from chat_service.adapters.users import UserDirectory
 from chat_service.domain import rules
 from chat_service.domain.errors import ChatNotFound
@@ -50,6 +52,18 @@ class Limits:
     edit_window_seconds: int = 48 * 3600
 
 
+class RelayHandle(Protocol):
+    """What the use cases need of the outbox relay (``OutboxRelay``)."""
+
+    def wake(self) -> None:
+        """Look for unpublished outbox rows now."""
+        ...
+
+    def hand_over(self, row: Outboxed) -> None:
+        """Publish this just-committed outbox row (written with ``handed_over``)."""
+        ...
+
+
 class ChatUseCases:
     """One method per RPC (see the module docstring)."""
 
@@ -59,14 +73,15 @@ class ChatUseCases:
         users: UserDirectory,
         cache: MemberCache,
         reads: ReadBatcher,
-        wake_relay: Callable[[], None],
+        relay: RelayHandle,
         limits: Limits,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db, self._users, self._cache, self._reads = db, users, cache, reads
-        self._membership, self._messages = MembershipStore(db), MessageStore(db)
+        self._membership = MembershipStore(db)
+        self._messages = MessageStore(db, relay.hand_over)
         self._log, self._edits, self._deletes = LogReader(db), EditStore(db), DeleteStore(db)
-        self._wake, self.limits, self._clock = wake_relay, limits, clock
+        self._wake, self.limits, self._clock = relay.wake, limits, clock
         self._kinds: dict[int, ChatKind] = {}  # fixed at creation, so never stale
 
     def now_ms(self) -> int:

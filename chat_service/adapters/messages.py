@@ -29,13 +29,13 @@ idempotency race retries the whole transaction (``in_transaction``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from chat_service.adapters import batch_sql
 from chat_service.adapters.batch_sql import ChatLock
 from chat_service.adapters.rows import body_columns, body_from_row, in_transaction
 from chat_service.adapters.send_plan import ChatBatch, member_changes, new_message_updates
-from chat_service.adapters.updatelog import LogBatch
+from chat_service.adapters.updatelog import LogBatch, Outboxed
 from chat_service.domain.errors import ChatNotFound, ClientMsgIdReused
 from chat_service.domain.model import Message, Outgoing, SendResult, UpdateKind
 from svckit.errors import DomainError
@@ -48,21 +48,25 @@ Outcome = SendResult | DomainError
 class MessageStore:
     """Sends messages (see the module docstring)."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, db: Database, hand_over: Callable[[Outboxed], None] | None = None) -> None:
+        """``hand_over`` gets each committed batch's outbox row to publish at once (the
+        relay's ``hand_over``); without it the relay finds the row by polling."""
+        self._db, self._hand_over = db, hand_over
 
     async def send(self, sends: Sequence[Outgoing], now_ms: int, request_id: str) -> list[Outcome]:
         """One outcome per send, in order; the whole batch commits together."""
         attempts: list[_Send] = []
 
         async def work(tx: Executor) -> list[Outcome]:
-            attempts.append(_Send(tx, sends, now_ms, request_id))
+            attempts.append(_Send(tx, sends, now_ms, request_id, self._hand_over is not None))
             return await attempts[-1].run()
 
         started = time.perf_counter()
         outcomes = await in_transaction(self._db, work)
         SEND_COMMIT_SECONDS.observe(time.perf_counter() - started)
         MESSAGES_SENT.inc(attempts[-1].inserted)
+        if self._hand_over is not None and attempts[-1].outboxed is not None:
+            self._hand_over(attempts[-1].outboxed)
         return outcomes
 
 
@@ -70,9 +74,10 @@ class _Send:
     """One attempt of the send transaction."""
 
     def __init__(
-        self, tx: Executor, sends: Sequence[Outgoing], now_ms: int, request_id: str
+        self, tx: Executor, sends: Sequence[Outgoing], now_ms: int, request_id: str, hand_over: bool
     ) -> None:
-        self.tx, self.sends, self.now_ms = tx, sends, now_ms
+        self.tx, self.sends, self.now_ms, self.hand_over = tx, sends, now_ms, hand_over
+        self.outboxed: Outboxed | None = None
         self.log = LogBatch(now_ms, request_id)
         self.outcomes: list[Outcome | None] = [None] * len(sends)
         self.twins: dict[int, int] = {}  # item index -> earlier index with the same id
@@ -196,4 +201,4 @@ class _Send:
             self.outcomes[index] = SendResult(
                 message.id, seq, batch.date_ms, update.pts_of(send.sender_id)
             )
-        await self.log.write(self.tx)
+        self.outboxed = await self.log.write(self.tx, hand_over=self.hand_over)

@@ -17,6 +17,14 @@ that pod; anything else (``BusUnavailable``, the registry down) leaves the rows
 unpublished with ``attempts`` raised, to be retried next round: pods that already got
 them see a duplicate, which clients drop by pts.
 
+The send path does not wait for a polling round: its transaction writes the row with
+``handed_over`` set and, once committed, hands the row (id and the batch object) to this
+process's relay (``hand_over``), whose next round publishes it from memory and marks it
+with one UPDATE: no claim transaction, no decoding. Polling rounds skip such a row until
+it is ``HAND_OVER_GRACE_MS`` old, so the relay of another chat process never races its
+writer for it; if the writer did not publish it (a crash, a broker outage), polling
+publishes it after the grace, at least once as ever.
+
 Each cycle also samples the relay's gauges: the age of the oldest unpublished row
 (``minitg_outbox_lag_seconds``) and the database connections in use (``minitg_db_pool_in_use``).
 """
@@ -34,6 +42,7 @@ from minitg.chat.v1 import delivery_pb2
 from opentelemetry.trace import SpanKind
 
 from chat_service.adapters.rows import placeholders
+from chat_service.adapters.updatelog import Outboxed
 from svckit import tracing
 from svckit.logs import REQUEST_ID_HEADER, bind_request_id
 from svckit.metrics import DB_POOL_IN_USE, DELIVERY_PUBLISHED, OUTBOX_LAG, OUTBOX_PUBLISHED_ROWS
@@ -41,7 +50,13 @@ from svckit.ports import Database, Executor, MessageBus, Row, Unroutable
 
 log = logging.getLogger("minitg.chat.outbox")
 
-_CLAIM = "SELECT id, payload FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1"
+# Unpublished rows, but not rows handed over to their writer's relay (see ``hand_over``)
+# until they are HAND_OVER_GRACE_MS old: by then that relay has published them or failed.
+_CLAIM = (
+    "SELECT id, payload FROM outbox WHERE published_at_ms IS NULL "
+    "AND (handed_over = $2 OR created_at_ms < $3) ORDER BY id LIMIT $1"
+)
+HAND_OVER_GRACE_MS = 5_000
 _OLDEST = "SELECT created_at_ms FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT 1"
 _TRIM_EVERY_SECONDS = 60.0
 _OBSERVE_EVERY_SECONDS = 1.0  # the lag and pool gauges, refreshed at most this often
@@ -87,6 +102,16 @@ def split_by_pod(
     return out
 
 
+async def mark_published(ex: Executor, ids: Sequence[int], now_ms: int) -> None:
+    """Set ``published_at_ms`` on the rows (one statement with a fixed text on PostgreSQL)."""
+    if ex.dialect == "postgres":
+        sql = "UPDATE outbox SET published_at_ms = $1 WHERE id = ANY($2::bigint[])"
+        await ex.execute(sql, now_ms, list(ids))
+    else:
+        sql = f"UPDATE outbox SET published_at_ms = $1 WHERE id IN ({placeholders(len(ids), 2)})"
+        await ex.execute(sql, now_ms, *ids)
+
+
 class OutboxRelay:
     """Publishes outbox rows (see the module docstring)."""
 
@@ -105,6 +130,7 @@ class OutboxRelay:
         self._db, self._bus, self._pods = db, bus, pods
         self._poll, self._batch_rows, self._clock = poll_seconds, batch_rows, clock
         self._wake = asyncio.Event()
+        self._handed: list[Outboxed] = []
         self._task: asyncio.Task[None] | None = None
         self._last_trim = 0.0
         self._observed = float("-inf")
@@ -115,6 +141,12 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """Ask for a round now (called after each commit that wrote an outbox row)."""
+        self._wake.set()
+
+    def hand_over(self, row: Outboxed) -> None:
+        """Publish a just-committed outbox row from memory in the next round (the send
+        path's rows, written with ``handed_over``): no claim transaction, no decoding."""
+        self._handed.append(row)
         self._wake.set()
 
     def start(self) -> None:
@@ -131,6 +163,7 @@ class OutboxRelay:
         while True:
             self._wake.clear()
             try:
+                await self.publish_handed_over()
                 while await self.publish_pending() == self._batch_rows:
                     pass
                 await self._trim_now_and_then()
@@ -144,14 +177,32 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
 
+    async def publish_handed_over(self) -> int:
+        """Publish the rows handed over since the last round, then mark them published
+        (one statement). On a failure they stay unpublished for any relay's polling
+        round to retry once they are past the grace; return how many were published."""
+        rows, self._handed = self._handed, []
+        if not rows:
+            return 0
+        try:
+            await self._publish([r.batch for r in rows])
+        except Exception:
+            log.warning("outbox: publishing %d handed-over rows failed; polling will retry",
+                        len(rows), exc_info=True)  # fmt: skip
+            return 0
+        await mark_published(self._db, [r.row_id for r in rows], int(self._clock() * 1000))
+        OUTBOX_PUBLISHED_ROWS.inc(len(rows))
+        return len(rows)
+
     async def publish_pending(self) -> int:
-        """One round; return how many rows were published (0 also when the round failed)."""
+        """One polling round; return how many rows were published (0 also when it failed)."""
+        claim = (self._batch_rows, False, int(self._clock() * 1000) - HAND_OVER_GRACE_MS)
         if self._db.dialect == "postgres":
             async with self._db.transaction() as tx:
-                rows = await tx.fetch(_CLAIM + " FOR UPDATE SKIP LOCKED", self._batch_rows)
+                rows = await tx.fetch(_CLAIM + " FOR UPDATE SKIP LOCKED", *claim)
                 published = await self._publish_and_mark(tx, rows)
         else:
-            rows = await self._db.fetch(_CLAIM, self._batch_rows)
+            rows = await self._db.fetch(_CLAIM, *claim)
             published = await self._publish_and_mark(self._db, rows)
         OUTBOX_PUBLISHED_ROWS.inc(published)
         return published
@@ -167,7 +218,6 @@ class OutboxRelay:
         if not rows:
             return 0
         ids = [int(r["id"]) for r in rows]
-        marked = placeholders(len(ids), 2)
         try:
             await self._publish([delivery_pb2.DeliveryBatch.FromString(r["payload"]) for r in rows])
         except Exception:
@@ -177,11 +227,7 @@ class OutboxRelay:
                 *ids,
             )
             return 0
-        await ex.execute(
-            f"UPDATE outbox SET published_at_ms = $1 WHERE id IN ({marked})",
-            int(self._clock() * 1000),
-            *ids,
-        )
+        await mark_published(ex, ids, int(self._clock() * 1000))
         return len(ids)
 
     async def _publish(self, batches: Sequence[delivery_pb2.DeliveryBatch]) -> None:

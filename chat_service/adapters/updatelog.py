@@ -54,6 +54,14 @@ class PendingUpdate:
         self.patches = dict(patches or {})
 
 
+@dataclass(frozen=True, slots=True)
+class Outboxed:
+    """A written outbox row and the batch it holds (for a hand-over after the commit)."""
+
+    row_id: int
+    batch: delivery_pb2.DeliveryBatch
+
+
 class LogBatch:
     """The updates one transaction appends (see the module docstring)."""
 
@@ -85,8 +93,10 @@ class LogBatch:
                 pending.pts[user_id] = next_pts[user_id]
                 next_pts[user_id] += 1
 
-    async def write(self, tx: Executor) -> None:
-        """Insert the update rows and the transaction's outbox row."""
+    async def write(self, tx: Executor, *, hand_over: bool = False) -> Outboxed | None:
+        """Insert the update rows and the transaction's outbox row (None when there was
+        nothing to log). ``hand_over`` marks the row as one its writer publishes itself
+        after the commit (``OutboxRelay.hand_over``)."""
         rows: list[tuple[object, ...]] = []
         envelope = delivery_pb2.DeliveryBatch(
             request_id=self.request_id, trace_context=tracing.carrier()
@@ -111,10 +121,13 @@ class LogBatch:
                     (user_id, patch.pts, int(pending.kind), pending.chat_id, payload, self.date_ms)
                 )
         if not rows:
-            return
+            return None
         await insert_updates(tx, rows)
-        await tx.execute(
-            "INSERT INTO outbox (payload, created_at_ms) VALUES ($1, $2)",
+        row_id = await tx.fetchval(
+            "INSERT INTO outbox (payload, created_at_ms, handed_over) VALUES ($1, $2, $3) "
+            "RETURNING id",
             envelope.SerializeToString(),
             self.date_ms,
+            hand_over,
         )
+        return Outboxed(int(row_id), envelope)

@@ -16,8 +16,9 @@ from prometheus_client import REGISTRY
 
 from chat_service.adapters.membership import Actor, MembershipStore
 from chat_service.adapters.messages import MessageStore
-from chat_service.adapters.outbox import OutboxRelay
+from chat_service.adapters.outbox import HAND_OVER_GRACE_MS, OutboxRelay
 from chat_service.adapters.reads import ReadStore
+from chat_service.adapters.updatelog import Outboxed
 from chat_service.domain.model import (
     Body,
     BodyKind,
@@ -193,3 +194,69 @@ async def test_pool_gauge_counts_connections_in_use(databases: DatabaseFactory) 
     else:
         await relay.observe()
     assert expected == sample("minitg_db_pool_in_use", role="chat-test")
+
+
+async def handed_over_send(
+    databases: DatabaseFactory, buses: BusFactory
+) -> tuple[Database, list[Outboxed], ConnectionRegistry, str]:
+    """A direct chat whose NewChat row is already published, then one send whose outbox
+    row was handed over (captured in the returned list instead of a relay)."""
+    db = await migrated(databases)
+    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    await db.execute("UPDATE outbox SET published_at_ms = 1")
+    handed: list[Outboxed] = []
+    [sent] = await MessageStore(db, handed.append).send(
+        [Outgoing(ALICE, "session-101", item(chat_id, "c1", "hi"))], 2_000, "rid-2"
+    )
+    assert isinstance(sent, SendResult)
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60)
+    queue = buses.queue()
+    await registry.add(BOB, queue)
+    return db, handed, registry, queue
+
+
+async def test_a_handed_over_row_is_published_from_memory_once(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """The send path hands its committed row to the relay: published from memory and
+    marked, and no polling round (of this or another process) publishes it again."""
+    db, handed, registry, queue = await handed_over_send(databases, buses)
+    bus, collector = await buses.open(), Collector()
+    await bus.subscribe(queue, queue, collector)
+    relay = OutboxRelay(db, bus, registry, poll_seconds=60, clock=lambda: 2.5)
+    assert 0 == await relay.publish_pending()  # another relay's poll: not its row yet
+    [row] = handed
+    relay.hand_over(row)
+    assert 1 == await relay.publish_handed_over()
+    [delivery] = await collector.wait_for(1)
+    [pushed] = delivery_pb2.DeliveryBatch.FromString(delivery.body).items
+    assert ("new_message", [BOB]) == (
+        pushed.update.WhichOneof("update"),
+        [r.user_id for r in pushed.recipients],
+    )
+    assert 0 == await unpublished(db)
+    later = OutboxRelay(db, bus, registry, poll_seconds=60, clock=lambda: 60.0)
+    assert (0, 0) == (await later.publish_pending(), await relay.publish_handed_over())
+    await asyncio.sleep(0.2)
+    assert 1 == len(collector.bodies)
+
+
+async def test_a_handed_over_row_its_writer_never_published_is_polled_after_the_grace(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """A handed-over row whose writer failed to publish it (broker down, or a crash
+    before the hand-over) is left alone during the grace, then published by polling."""
+    db, handed, registry, queue = await handed_over_send(databases, buses)
+    down = OutboxRelay(db, cast(MessageBus, DownBus()), registry, poll_seconds=60)
+    down.hand_over(handed[0])
+    assert 0 == await down.publish_handed_over()
+    assert 1 == await unpublished(db)
+    bus, collector = await buses.open(), Collector()
+    await bus.subscribe(queue, queue, collector)
+    grace_s = HAND_OVER_GRACE_MS / 1000
+    early = OutboxRelay(db, bus, registry, poll_seconds=60, clock=lambda: 2.0 + grace_s - 0.1)
+    assert 0 == await early.publish_pending()
+    late = OutboxRelay(db, bus, registry, poll_seconds=60, clock=lambda: 2.0 + grace_s + 0.1)
+    assert 1 == await late.publish_pending()
+    assert 1 == len(await collector.wait_for(1))
+    assert 0 == await unpublished(db)
