@@ -151,10 +151,9 @@ class ChatUseCases:
         return await self.relay([Outgoing(caller.user_id, caller.session_id, i) for i in items])
 
     async def relay(self, sends: Sequence[Outgoing]) -> list[Outcome]:
-        """Send validated items of any senders in one transaction (a gateway's batch)."""
-        outcomes = await self._messages.send(sends, self.now_ms(), request_id_var.get())
-        self._wake()
-        return outcomes
+        """Send validated items of any senders in one transaction (a gateway's batch); the
+        store hands the committed outbox row to the relay itself."""
+        return await self._messages.send(sends, self.now_ms(), request_id_var.get())
 
     async def read(self, caller: Principal, chat_id: int, max_seq: int) -> ReadResult:
         request = ReadRequest(caller.user_id, caller.session_id, chat_id, max_seq)

@@ -131,6 +131,7 @@ class OutboxRelay:
         self._poll, self._batch_rows, self._clock = poll_seconds, batch_rows, clock
         self._wake = asyncio.Event()
         self._handed: list[Outboxed] = []
+        self._poll_due = False
         self._task: asyncio.Task[None] | None = None
         self._last_trim = 0.0
         self._observed = float("-inf")
@@ -140,7 +141,9 @@ class OutboxRelay:
             DELIVERY_PUBLISHED.labels(outcome)  # export every outcome from the start, at 0
 
     def wake(self) -> None:
-        """Ask for a round now (called after each commit that wrote an outbox row)."""
+        """Ask for a polling round now (called after each commit that wrote an outbox row
+        it did not hand over)."""
+        self._poll_due = True
         self._wake.set()
 
     def hand_over(self, row: Outboxed) -> None:
@@ -160,11 +163,13 @@ class OutboxRelay:
             self._task = None
 
     async def _run(self) -> None:
+        poll = True  # a polling round: at start, when woken by wake(), after each timeout
         while True:
             self._wake.clear()
+            poll, self._poll_due = poll or self._poll_due, False
             try:
                 await self.publish_handed_over()
-                while await self.publish_pending() == self._batch_rows:
+                while poll and await self.publish_pending() == self._batch_rows:
                     pass
                 await self._trim_now_and_then()
                 if time.monotonic() - self._observed >= _OBSERVE_EVERY_SECONDS:
@@ -174,8 +179,11 @@ class OutboxRelay:
                 raise
             except Exception:
                 log.exception("outbox relay round failed; retrying after the poll interval")
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self._poll)
+                poll = False
+            except TimeoutError:
+                poll = True
 
     async def publish_handed_over(self) -> int:
         """Publish the rows handed over since the last round, then mark them published
