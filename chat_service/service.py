@@ -41,6 +41,7 @@ from svckit.logs import request_id_var
 from svckit.ports import Database
 
 KIND_CACHE_SIZE = 100_000
+MAX_CHATS_PER_LOOKUP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +212,14 @@ class ChatUseCases:
         if user_id < 1:
             raise InvalidField("user_id", "user_id must be at least 1")
         return await queries.peers(self._db, user_id)
+
+    async def chats_members(self, chat_ids: Sequence[int]) -> dict[int, tuple[ChatKind, list[int]]]:
+        """Several chats' kinds and members in one query (the unknown ones left out)."""
+        if not 1 <= len(chat_ids) <= MAX_CHATS_PER_LOOKUP or min(chat_ids) < 1:
+            raise InvalidField(
+                "chat_ids", f"chat_ids must hold 1 to {MAX_CHATS_PER_LOOKUP} ids, each >= 1"
+            )
+        return await queries.members_of_chats(self._db, sorted(set(chat_ids)))
 
     async def chat_members(self, chat_id: int) -> tuple[ChatKind, list[int]]:
         """A chat's kind and current members (for other services' fan-out)."""

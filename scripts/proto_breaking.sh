@@ -17,8 +17,8 @@ if [[ $(git rev-parse --is-shallow-repository 2>/dev/null) == true ]]; then
   exit 0
 fi
 for commit in $(git rev-list --first-parent HEAD -- proto 2>/dev/null); do
-  parent="$commit^"
-  git rev-parse -q --verify "$parent" >/dev/null || continue
+  # buf clones the ref it is given: a full SHA, not an expression like <sha>^.
+  parent=$(git rev-parse -q --verify "$commit^" 2>/dev/null) || continue
   has_protos "$parent" || continue
   if git log -1 --format=%B "$commit" | grep -q '^Proto-Breaking-Change:'; then
     echo "proto-breaking: $(git log -1 --format='%h %s' "$commit") declares a break; skipped"

@@ -115,6 +115,26 @@ async def member_ids(ex: Executor, chat_id: int) -> list[int]:
     return [int(r["user_id"]) for r in rows]
 
 
+async def members_of_chats(
+    ex: Executor, chat_ids: Sequence[int]
+) -> dict[int, tuple[ChatKind, list[int]]]:
+    """chat id -> (kind, ascending member ids) for those of the chats that exist."""
+    where = "c.id = ANY($1::bigint[])" if ex.dialect == "postgres" else (
+        f"c.id IN ({placeholders(len(chat_ids))})"
+    )  # fmt: skip
+    args = [list(chat_ids)] if ex.dialect == "postgres" else list(chat_ids)
+    rows = await ex.fetch(
+        "SELECT c.id AS chat_id, c.kind, m.user_id FROM chats c "
+        f"JOIN chat_members m ON m.chat_id = c.id WHERE {where} ORDER BY c.id, m.user_id",
+        *args,
+    )
+    found: dict[int, tuple[ChatKind, list[int]]] = {}
+    for row in rows:
+        entry = found.setdefault(int(row["chat_id"]), (ChatKind(int(row["kind"])), []))
+        entry[1].append(int(row["user_id"]))
+    return found
+
+
 async def peers(ex: Executor, user_id: int, limit: int = MAX_PEERS) -> list[int]:
     """Everyone sharing at least one chat with ``user_id``, ascending, at most ``limit``."""
     rows = await ex.fetch(

@@ -15,7 +15,7 @@ MAX_STATES = 1000
 
 
 class InternalRpcs:
-    """GetStates, ListPeers and GetChatMembers; mixed into ChatServicer."""
+    """GetStates, ListPeers, GetChatMembers and BatchGetChatMembers; mixed into ChatServicer."""
 
     _cases: ChatUseCases
     _internal_token: str
@@ -46,3 +46,19 @@ class InternalRpcs:
         kind, members = await self._cases.chat_members(request.chat_id)
         proto_kind = cast("chat_pb2.ChatKind.ValueType", int(kind))
         return chat_service_pb2.GetChatMembersResponse(user_ids=members, kind=proto_kind)
+
+    async def BatchGetChatMembers(
+        self, request: Any, context: Any
+    ) -> chat_service_pb2.BatchGetChatMembersResponse:
+        require_service_caller(context.invocation_metadata(), self._internal_token)
+        found = await self._cases.chats_members(list(request.chat_ids))
+        return chat_service_pb2.BatchGetChatMembersResponse(
+            chats=[
+                chat_service_pb2.ChatMembers(
+                    chat_id=chat_id,
+                    user_ids=members,
+                    kind=cast("chat_pb2.ChatKind.ValueType", int(kind)),
+                )
+                for chat_id, (kind, members) in sorted(found.items())
+            ]
+        )

@@ -1,8 +1,9 @@
 """Who shares chats with whom: the chat service, seen through a small port.
 
 Presence owns no membership data (each service owns its tables); it asks the chat service
-over gRPC with the internal service credential: ``ListPeers``, and ``GetChatMembers`` for
-a chat's kind and members. A caller who is not among the members gets CHAT_NOT_FOUND,
+over gRPC with the internal service credential: ``ListPeers``, ``GetChatMembers`` for
+a chat's kind and members, and ``BatchGetChatMembers`` for the chats of a whole batch of
+acks in one call. A caller who is not among the members gets CHAT_NOT_FOUND,
 exactly what the chat service would answer them; so acks relayed by a gateway (which
 carry no user token) are checked the same way as a user's own calls.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +27,8 @@ from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
 
 from svckit.authn import Principal, service_metadata
 from svckit.errors import DomainError, details_from_rpc_error
+
+BATCH_LOOKUP = 1000  # chats per BatchGetChatMembers call (the service's limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,12 @@ class ChatDirectory(Protocol):
 
     async def chat(self, chat_id: int, caller: Principal) -> ChatInfo:
         """The chat as ``caller`` sees it; DomainError CHAT_NOT_FOUND for a non-member."""
+        ...
+
+    async def chats(self, askers: Mapping[int, Collection[int]]) -> dict[int, ChatInfo]:
+        """chat id -> the chat, for each chat of ``askers`` (chat id -> the users asking)
+        that exists; the caller checks each asker's membership. DomainError when the chat
+        service cannot answer."""
         ...
 
 
@@ -89,11 +98,26 @@ class GrpcChatDirectory:
             raise _passed_through(exc) from None
         return [u for u in reply.user_ids if u != user_id]
 
+    def _cached(self, chat_id: int, users: Collection[int], now: float) -> ChatInfo | None:
+        """The cached chat if it is fresh and every one of ``users`` is among its members
+        (a new member is asked about right away)."""
+        cached = self._cache.get(chat_id)
+        if cached is None or cached[1] <= now or any(u not in cached[0].member_ids for u in users):
+            return None
+        return cached[0]
+
+    def _remember(self, info: ChatInfo, now: float) -> None:
+        if self._cache_seconds > 0:
+            self._cache[info.chat_id] = (info, now + self._cache_seconds)
+            self._cache.move_to_end(info.chat_id)
+            while len(self._cache) > self._capacity:
+                self._cache.popitem(last=False)
+
     async def chat(self, chat_id: int, caller: Principal) -> ChatInfo:
         now = self._clock()
-        cached = self._cache.get(chat_id)
-        if cached is not None and cached[1] > now and caller.user_id in cached[0].member_ids:
-            return cached[0]
+        info = self._cached(chat_id, (caller.user_id,), now)
+        if info is not None:
+            return info
         try:
             reply = await self._stub.GetChatMembers(
                 chat_service_pb2.GetChatMembersRequest(chat_id=chat_id), metadata=self._service_md
@@ -101,16 +125,36 @@ class GrpcChatDirectory:
         except aio.AioRpcError as exc:
             self._cache.pop(chat_id, None)
             raise _passed_through(exc) from None
-        info = ChatInfo(
-            chat_id=chat_id,
-            direct=reply.kind == chat_pb2.CHAT_KIND_DIRECT,
-            member_ids=tuple(reply.user_ids),
-        )
-        if self._cache_seconds > 0:
-            self._cache[chat_id] = (info, now + self._cache_seconds)
-            self._cache.move_to_end(chat_id)
-            while len(self._cache) > self._capacity:
-                self._cache.popitem(last=False)
+        info = ChatInfo(chat_id, reply.kind == chat_pb2.CHAT_KIND_DIRECT, tuple(reply.user_ids))
+        self._remember(info, now)
         if caller.user_id not in info.member_ids:
             raise _not_found()
         return info
+
+    async def chats(self, askers: Mapping[int, Collection[int]]) -> dict[int, ChatInfo]:
+        now, found, missing = self._clock(), {}, []
+        for chat_id, users in askers.items():
+            info = self._cached(chat_id, users, now)
+            if info is None:
+                missing.append(chat_id)
+            else:
+                found[chat_id] = info
+        for start in range(0, len(missing), BATCH_LOOKUP):
+            chunk = missing[start : start + BATCH_LOOKUP]
+            try:
+                reply = await self._stub.BatchGetChatMembers(
+                    chat_service_pb2.BatchGetChatMembersRequest(chat_ids=chunk),
+                    metadata=self._service_md,
+                )
+            except aio.AioRpcError as exc:
+                raise _passed_through(exc) from None
+            for chat in reply.chats:
+                info = ChatInfo(
+                    chat.chat_id, chat.kind == chat_pb2.CHAT_KIND_DIRECT, tuple(chat.user_ids)
+                )
+                self._remember(info, now)
+                found[info.chat_id] = info
+            for chat_id in chunk:
+                if chat_id not in found:
+                    self._cache.pop(chat_id, None)
+        return found

@@ -7,9 +7,9 @@ transaction commits (or fails with UNAVAILABLE when it does not), so an OK means
 After the commit, each (chat, member) whose delivered seq advanced gets a
 MessagesDelivered receipt, pushed to the chat's other online members, for DIRECT chats
 only: in a group every member's ack would notify every other member (quadratic traffic
-for a tick groups do not show), so groups get none. Receipts are hints; the chat's member
-list comes from GetChat with the acking user's token (cached), so acks for chats the
-user is not in produce nothing.
+for a tick groups do not show), so groups get none. Receipts are hints; the chats' member
+lists come from the chat directory (cached; the misses of a whole batch in one
+BatchGetChatMembers call), so acks for chats the user is not in produce nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from svckit.authn import Principal
 from svckit.errors import DomainError, Unavailable
 
 log = logging.getLogger("minitg.presence.acks")
-
-_CHAT_LOOKUPS = 32  # concurrent GetChat calls per flush
 
 
 class _Pending:
@@ -98,25 +96,29 @@ class AckBatcher:
             log.exception("sending delivery receipts failed")
 
     async def _send_receipts(self, batch: AckBatch[Principal]) -> None:
-        gate = asyncio.Semaphore(_CHAT_LOOKUPS)
-
-        async def receipt(
-            chat_id: int, user_id: int, max_seq: int, caller: Principal
-        ) -> Push | None:
-            if not self._sent.advances(chat_id, user_id, max_seq):
-                return None
-            async with gate:
-                try:
-                    chat = await self._chats.chat(chat_id, caller)
-                except DomainError:
-                    return None  # not a member (or the chat service is down): no receipt
-            if not chat.direct:
-                return None
+        """One MessagesDelivered per advanced (direct chat, member), the chats looked up
+        together (cache, then one BatchGetChatMembers for the rest)."""
+        advanced = [
+            (chat_id, user_id, receipt.max_seq)
+            for (chat_id, user_id), receipt in batch.receipts.items()
+            if self._sent.advances(chat_id, user_id, receipt.max_seq)
+        ]
+        if not advanced:
+            return
+        askers: dict[int, set[int]] = {}
+        for chat_id, user_id, _ in advanced:
+            askers.setdefault(chat_id, set()).add(user_id)
+        try:
+            chats = await self._chats.chats(askers)
+        except DomainError as exc:
+            log.warning("no delivery receipts for %d chats: %s", len(askers), exc)
+            return
+        pushes: list[Push] = []
+        for chat_id, user_id, max_seq in advanced:
+            chat = chats.get(chat_id)
+            if chat is None or not chat.direct or user_id not in chat.member_ids:
+                continue  # gone, a group, or not a member: no receipt
             self._sent.record(chat_id, user_id, max_seq)
             others = tuple(m for m in chat.member_ids if m != user_id)
-            return Push(DeliveredEvent(chat_id, max_seq, user_id), others)
-
-        results = await asyncio.gather(
-            *(receipt(c, u, r.max_seq, r.caller) for (c, u), r in batch.receipts.items())
-        )
-        await self._fanout.publish([p for p in results if p is not None])
+            pushes.append(Push(DeliveredEvent(chat_id, max_seq, user_id), others))
+        await self._fanout.publish(pushes)

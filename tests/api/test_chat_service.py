@@ -536,6 +536,32 @@ async def test_internal_rpcs_need_the_service_credential(chat: Chat) -> None:
     assert ("CHAT_NOT_FOUND", {}) == await reason_of(unknown)
 
 
+async def test_batch_get_chat_members_answers_many_chats_at_once(chat: Chat) -> None:
+    """BatchGetChatMembers: every existing chat once, ascending, unknown ids left out;
+    a user's token, no ids, too many ids or an id below 1 are refused."""
+    a, b, c = await chat.users(3)
+    d = await direct(chat, a, b)
+    g = await group(chat, a, c, b)
+    service = (("authorization", f"Service {chat.system.cfg.messaging.internal_token}"),)
+    asked = [g.id, 10**12, d.id, g.id]
+    reply = await chat.stub.BatchGetChatMembers(
+        CS.BatchGetChatMembersRequest(chat_ids=asked), metadata=service
+    )
+    assert [
+        (d.id, DIRECT, sorted([a.id, b.id])),
+        (g.id, GROUP, sorted([a.id, b.id, c.id])),
+    ] == [(m.chat_id, m.kind, list(m.user_ids)) for m in reply.chats]
+    as_user = chat.stub.BatchGetChatMembers(
+        CS.BatchGetChatMembersRequest(chat_ids=[d.id]), metadata=a.metadata()
+    )
+    assert ("PERMISSION_DENIED", {}) == await reason_of(as_user)
+    for bad in ([], list(range(1, 1002)), [d.id, 0]):
+        refused = chat.stub.BatchGetChatMembers(
+            CS.BatchGetChatMembersRequest(chat_ids=bad), metadata=service
+        )
+        assert ("INVALID_FIELD", {"field": "chat_ids"}) == await reason_of(refused)
+
+
 async def test_send_fans_out_to_the_members_pod(chat: Chat) -> None:
     """A send reaches the members' pod with per-member patches, minus the sending session."""
     a, b = await chat.users(2)

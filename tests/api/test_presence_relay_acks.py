@@ -76,3 +76,39 @@ async def test_relay_acks_needs_the_service_credential(shape: str, tmp_path: Pat
                 await relay(rig, *[relayed(alice, 1)] * count)
             assert ("INVALID_FIELD", {"field": "items"}) == reason_of(bad.value)[1:]
         assert {} == await stored_watermarks(rig, alice.session_id)
+
+
+async def test_receipts_of_a_batch_look_their_chats_up_in_one_call(
+    shape: str, tmp_path: Path
+) -> None:
+    """The chats of a whole batch of acks are fetched with one BatchGetChatMembers, then
+    served from the cache; a chat is asked about again when an acking user is not among
+    its cached members (they may have just joined)."""
+    async with presence_rig(shape, tmp_path) as rig:
+        alice, bob, carol, dan = [await rig.system.register(n) for n in ("a", "b", "c", "d")]
+        first = rig.chats.add_chat([alice, bob], direct=True)
+        second = rig.chats.add_chat([carol, dan], direct=True)
+        pod = await rig.pod()
+        await pod.hold(alice, bob, carol, dan)
+        await relay(rig, relayed(alice, 10, {first: 5}), relayed(carol, 4, {second: 2}))
+        receipts = {(i.messages_delivered.chat_id, i.messages_delivered.max_seq)
+                    for i in [await pod.next_item(), await pod.next_item()]}  # fmt: skip
+        assert {(first, 5), (second, 2)} == receipts
+        assert [[first, second]] == rig.chats.batch_lookups
+        await relay(rig, relayed(bob, 11, {first: 6}))
+        item = await pod.next_item()
+        assert (first, 6, bob.id) == (
+            item.messages_delivered.chat_id,
+            item.messages_delivered.max_seq,
+            item.messages_delivered.by_user_id,
+        )
+        assert [[first, second]] == rig.chats.batch_lookups  # cached
+        rig.chats.chats[second] = (rig.chats.chats[second][0], [carol.id, dan.id, alice.id])
+        await relay(rig, relayed(alice, 12, {second: 3}))
+        item = await pod.next_item()
+        assert (second, 3, alice.id) == (
+            item.messages_delivered.chat_id,
+            item.messages_delivered.max_seq,
+            item.messages_delivered.by_user_id,
+        )
+        assert [[first, second], [second]] == rig.chats.batch_lookups

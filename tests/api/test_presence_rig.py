@@ -44,13 +44,14 @@ FAST_ENV = {
 
 
 class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
-    """GetChatMembers and ListPeers over chats declared by the test."""
+    """GetChatMembers, BatchGetChatMembers and ListPeers over chats declared by the test."""
 
     def __init__(self) -> None:
         self.chats: dict[
             int, tuple[chat_pb2.ChatKind.ValueType, list[int]]
         ] = {}  # id -> kind, members
         self._next_id = 100
+        self.batch_lookups: list[list[int]] = []  # the chat ids of each BatchGetChatMembers
 
     def add_chat(self, members: Iterable[User], *, direct: bool = False) -> int:
         self._next_id += 1
@@ -68,6 +69,21 @@ class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
                 status_for(grpc.StatusCode.NOT_FOUND, "CHAT_NOT_FOUND", "no such chat")
             )
         return chat_service_pb2.GetChatMembersResponse(user_ids=sorted(members), kind=kind)
+
+    async def BatchGetChatMembers(
+        self, request: Any, context: Any
+    ) -> chat_service_pb2.BatchGetChatMembersResponse:
+        await _require_service(context)
+        self.batch_lookups.append(sorted(set(request.chat_ids)))
+        return chat_service_pb2.BatchGetChatMembersResponse(
+            chats=[
+                chat_service_pb2.ChatMembers(
+                    chat_id=c, user_ids=sorted(self.chats[c][1]), kind=self.chats[c][0]
+                )
+                for c in sorted(set(request.chat_ids))
+                if c in self.chats
+            ]
+        )
 
     async def ListPeers(self, request: Any, context: Any) -> chat_service_pb2.ListPeersResponse:
         await _require_service(context)

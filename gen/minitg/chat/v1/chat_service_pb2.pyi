@@ -1122,3 +1122,83 @@ class GetChatMembersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetChatMembersResponse: _TypeAlias = GetChatMembersResponse  # noqa: Y015
+
+@_typing.final
+class BatchGetChatMembersRequest(_message.Message):
+    """The input of BatchGetChatMembers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def chat_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The chats whose members to return: 1 to 1000 ids, each at least 1; a repeated id is answered once."""
+
+    def __init__(
+        self,
+        *,
+        chat_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_ids", b"chat_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetChatMembersRequest: _TypeAlias = BatchGetChatMembersRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetChatMembersResponse(_message.Message):
+    """The result of BatchGetChatMembers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def chats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMembers]:
+        """One entry per requested chat that exists, in ascending chat id."""
+
+    def __init__(
+        self,
+        *,
+        chats: _abc.Iterable[Global___ChatMembers] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chats", b"chats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetChatMembersResponse: _TypeAlias = BatchGetChatMembersResponse  # noqa: Y015
+
+@_typing.final
+class ChatMembers(_message.Message):
+    """One chat's members and kind, as BatchGetChatMembers returns them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.int
+    """The chat's id."""
+    kind: _chat_pb2.ChatKind.ValueType
+    """Whether the chat is a direct chat or a group."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The ids of the chat's current members, ascending."""
+
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.int = ...,
+        user_ids: _abc.Iterable[_builtins.int] | None = ...,
+        kind: _chat_pb2.ChatKind.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "kind", b"kind", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatMembers: _TypeAlias = ChatMembers  # noqa: Y015

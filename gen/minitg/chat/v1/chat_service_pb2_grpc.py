@@ -30,7 +30,7 @@ class ChatServiceStub:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -129,6 +129,11 @@ class ChatServiceStub:
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.SerializeToString,
                 response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.FromString,
                 _registered_method=True)
+        self.BatchGetChatMembers = channel.unary_unary(
+                '/minitg.chat.v1.ChatService/BatchGetChatMembers',
+                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.SerializeToString,
+                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -136,7 +141,7 @@ class ChatServiceServicer:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -355,6 +360,18 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetChatMembers(self, request, context):
+        """Returns the current members and the kind of up to 1000 chats in one call, for services that fan out for many chats at once (the delivery receipts of a batch of acks); internal, service credential only.
+
+        A chat that does not exist is left out of the answer instead of failing the call, so
+        one unknown id does not hide the others.
+        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
+        1000, or an id below 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -443,6 +460,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.FromString,
                     response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.SerializeToString,
             ),
+            'BatchGetChatMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetChatMembers,
+                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.FromString,
+                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'minitg.chat.v1.ChatService', rpc_method_handlers)
@@ -456,7 +478,7 @@ class ChatService:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -913,6 +935,33 @@ class ChatService:
             '/minitg.chat.v1.ChatService/GetChatMembers',
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.SerializeToString,
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetChatMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minitg.chat.v1.ChatService/BatchGetChatMembers',
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.SerializeToString,
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,7 +31,7 @@ class ChatServiceStub:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -185,6 +185,14 @@ class ChatServiceStub:
     Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
     below 1).
     """
+    BatchGetChatMembers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.BatchGetChatMembersRequest, _chat_service_pb2.BatchGetChatMembersResponse]
+    """Returns the current members and the kind of up to 1000 chats in one call, for services that fan out for many chats at once (the delivery receipts of a batch of acks); internal, service credential only.
+
+    A chat that does not exist is left out of the answer instead of failing the call, so
+    one unknown id does not hide the others.
+    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
+    1000, or an id below 1).
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -192,7 +200,7 @@ class ChatServiceAsyncStub(ChatServiceStub):
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -343,13 +351,21 @@ class ChatServiceAsyncStub(ChatServiceStub):
     Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
     below 1).
     """
+    BatchGetChatMembers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.BatchGetChatMembersRequest, _chat_service_pb2.BatchGetChatMembersResponse]  # type: ignore[assignment]
+    """Returns the current members and the kind of up to 1000 chats in one call, for services that fan out for many chats at once (the delivery receipts of a batch of acks); internal, service credential only.
+
+    A chat that does not exist is left out of the answer instead of failing the call, so
+    one unknown id does not hide the others.
+    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
+    1000, or an id below 1).
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -599,6 +615,20 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
         below 1).
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetChatMembers(
+        self,
+        request: _chat_service_pb2.BatchGetChatMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.BatchGetChatMembersResponse, _abc.Awaitable[_chat_service_pb2.BatchGetChatMembersResponse]]:
+        """Returns the current members and the kind of up to 1000 chats in one call, for services that fan out for many chats at once (the delivery receipts of a batch of acks); internal, service credential only.
+
+        A chat that does not exist is left out of the answer instead of failing the call, so
+        one unknown id does not hide the others.
+        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
+        1000, or an id below 1).
         """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
