@@ -62,21 +62,43 @@ _UNREAD_ONE = (
     "read_inbox_seq = CASE WHEN $4 THEN $5 ELSE read_inbox_seq END "
     "WHERE chat_id = $1 AND user_id = $2"
 )
-MESSAGE_INSERT_COLUMNS = (
-    "chat_id, seq, sender_id, client_msg_id, body_kind, body_text, body_header, "
-    "body_ciphertext, date_ms, sender_pts"
-)
-_MESSAGES_PG = (
-    f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) SELECT * FROM unnest("
-    "$1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::text[], "
-    "$7::bytea[], $8::bytea[], $9::bigint[], $10::bigint[]) RETURNING id, chat_id, seq"
-)
 _PTS_UPSERT = (
     "ON CONFLICT (user_id) DO UPDATE SET pts = user_pts.pts + excluded.pts RETURNING user_id, pts"
 )
 _PTS_PG = (
     "INSERT INTO user_pts (user_id, pts) SELECT * FROM unnest($1::bigint[], $2::bigint[]) "
     "AS t(user_id, pts) ORDER BY user_id " + _PTS_UPSERT
+)
+MESSAGE_INSERT_COLUMNS = (
+    "id, chat_id, seq, sender_id, client_msg_id, body_kind, body_text, body_header, "
+    "body_ciphertext, date_ms, sender_pts"
+)
+OUTBOX_INSERT = (
+    "INSERT INTO outbox (payload, created_at_ms, handed_over) VALUES ($1, $2, $3) RETURNING id"
+)
+# The send's middle step on PostgreSQL: the members' unread changes, then (the InitPlan
+# over ``u`` runs the UPDATE to completion first: the lock order chat_members -> user_pts)
+# the pts counters, and ids for the messages from their identity sequence.
+_PREPARE_PG = (
+    f"WITH u AS ({_UNREAD_PG}), "
+    "p AS (INSERT INTO user_pts (user_id, pts) SELECT t.user_id, t.pts "
+    "FROM unnest($6::bigint[], $7::bigint[]) AS t(user_id, pts) "
+    "WHERE (SELECT count(*) FROM u) >= 0 ORDER BY t.user_id " + _PTS_UPSERT + ") "
+    "SELECT 1 AS part, chat_id, user_id, unread_count AS value FROM u "
+    "UNION ALL SELECT 2, 0, user_id, pts FROM p "
+    "UNION ALL SELECT 3, 0, 0, nextval(pg_get_serial_sequence('messages', 'id')) "
+    "FROM generate_series(1, $8)"
+)
+# The send's last step on PostgreSQL: messages, update-log rows and the outbox row.
+_WRITE_PG = (
+    f"WITH m AS (INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) SELECT * FROM unnest("
+    "$1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::int[], "
+    "$7::text[], $8::bytea[], $9::bytea[], $10::bigint[], $11::bigint[])), "
+    "u AS (INSERT INTO updates (user_id, pts, pts_count, kind, chat_id, payload, date_ms) "
+    "SELECT user_id, pts, 1, kind, chat_id, payload, date_ms FROM unnest($12::bigint[], "
+    "$13::bigint[], $14::int[], $15::bigint[], $16::bytea[], $17::bigint[]) "
+    "AS u(user_id, pts, kind, chat_id, payload, date_ms)) "
+    "INSERT INTO outbox (payload, created_at_ms, handed_over) VALUES ($18, $19, $20) RETURNING id"
 )
 _PTS_CHUNK = 500  # SQLite: users per multi-row upsert
 _UPDATES_PG = (
@@ -169,16 +191,58 @@ async def change_unread(tx: Executor, changes: Sequence[MemberChange]) -> list[R
     return await chat_members(tx, chats)
 
 
-async def insert_messages(tx: Executor, rows: Sequence[Sequence[object]]) -> list[Row]:
-    """Insert rows of ``MESSAGE_INSERT_COLUMNS``; return each one's (id, chat_id, seq)."""
-    if tx.dialect == "postgres":
-        return await tx.fetch(_MESSAGES_PG, *_columns(rows, 10))
-    values = ", ".join(f"({placeholders(10, n * 10 + 1)})" for n in range(len(rows)))
-    return await tx.fetch(
-        f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) VALUES {values} "
-        "RETURNING id, chat_id, seq",
-        *(v for row in rows for v in row),
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What the send's middle step returns."""
+
+    unread: list[Row]  # (chat_id, user_id, unread_count) of every changed member
+    last_pts: dict[int, int]  # user -> their pts counter after the bump
+    message_ids: list[int]  # fresh ids for the batch's messages, ascending
+
+
+async def prepare_send(
+    tx: Executor, changes: Sequence[MemberChange], pts: Mapping[int, int], messages: int
+) -> Prepared:
+    """Apply the unread changes, bump the pts counters by ``pts``, take ``messages`` ids."""
+    if tx.dialect != "postgres":
+        unread = await change_unread(tx, changes)
+        last = await bump_pts(tx, pts)
+        top = await tx.fetchval("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
+        start = int(top or 0) + 1  # one writer at a time: the ids above the top are free
+        return Prepared(unread, last, list(range(start, start + messages)))
+    users = sorted(pts)
+    rows = [(c.chat_id, c.user_id, c.unread, c.own, c.watermark) for c in changes]
+    result = await tx.fetch(
+        _PREPARE_PG, *_columns(rows, 5), users, [pts[u] for u in users], messages
     )
+    unread = [
+        {"chat_id": r["chat_id"], "user_id": r["user_id"], "unread_count": r["value"]}
+        for r in result
+        if r["part"] == 1
+    ]
+    last = {int(r["user_id"]): int(r["value"]) for r in result if r["part"] == 2}
+    ids = sorted(int(r["value"]) for r in result if r["part"] == 3)
+    return Prepared(unread, last, ids)
+
+
+async def write_send(
+    tx: Executor,
+    messages: Sequence[Sequence[object]],
+    updates: Sequence[tuple[object, ...]],
+    outbox: tuple[bytes, int, bool],
+) -> int:
+    """Insert the messages (rows of ``MESSAGE_INSERT_COLUMNS``), the update-log rows and
+    the outbox row (payload, created_at_ms, handed_over); return the outbox row's id."""
+    if tx.dialect == "postgres":
+        args = [*_columns(messages, 11), *_columns(updates, 6), *outbox]
+        return int(await tx.fetchval(_WRITE_PG, *args))
+    values = ", ".join(f"({placeholders(11, n * 11 + 1)})" for n in range(len(messages)))
+    await tx.execute(
+        f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) VALUES {values}",
+        *(v for row in messages for v in row),
+    )
+    await insert_updates(tx, updates)
+    return int(await tx.fetchval(OUTBOX_INSERT, *outbox))
 
 
 async def bump_pts(tx: Executor, counts: Mapping[int, int]) -> dict[int, int]:

@@ -29,7 +29,7 @@ idempotency race retries the whole transaction (``in_transaction``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from chat_service.adapters import batch_sql
 from chat_service.adapters.batch_sql import ChatLock
@@ -90,9 +90,7 @@ class _Send:
             await self._load_members(locked)
         live = [b for b in locked if b.indexes]
         if live:
-            for row in await batch_sql.change_unread(self.tx, member_changes(live, self.sends)):
-                chats[int(row["chat_id"])].unread[int(row["user_id"])] = int(row["unread_count"])
-            await self._insert(live)
+            await self._write(chats, live)
         for index, first in self.twins.items():
             self.outcomes[index] = self.outcomes[first]
         return [o if o is not None else ChatNotFound() for o in self.outcomes]
@@ -170,35 +168,41 @@ class _Send:
                 batch.last_seq -= dropped
                 batch.indexes = keep
 
-    async def _insert(self, live: Sequence[ChatBatch]) -> None:
-        """Allocate pts, insert the messages, fill and write their NewMessage updates."""
+    async def _write(self, chats: Mapping[int, ChatBatch], live: Sequence[ChatBatch]) -> None:
+        """Unread counts, pts and message ids in one step; then the messages, their
+        NewMessage updates and the outbox row in one more."""
         planned = sorted(
             ((b, i, b.first_seq + n) for b in live for n, i in enumerate(b.indexes)),
-            key=lambda p: p[1],  # request order: pts follow it
+            key=lambda p: p[1],  # request order: pts and message ids follow it
         )
         pending = [
             self.log.reserve(UpdateKind.NEW_MESSAGE, b.chat_id, b.members, self.sends[i].session_id)
             for b, i, _ in planned
         ]
-        await self.log.allocate(self.tx)
-        values = [
-            (batch.chat_id, seq, self.sends[index].sender_id, self.sends[index].item.client_msg_id,
-             *body_columns(self.sends[index].item.body), batch.date_ms,
-             update.pts_of(self.sends[index].sender_id))
-            for (batch, index, seq), update in zip(planned, pending, strict=True)
-        ]  # fmt: skip
-        rows = await batch_sql.insert_messages(self.tx, values)
-        ids = {(int(r["chat_id"]), int(r["seq"])): int(r["id"]) for r in rows}
-        self.inserted = len(ids)
-        for (batch, index, seq), update in zip(planned, pending, strict=True):
+        changes = member_changes(live, self.sends)
+        prepared = await batch_sql.prepare_send(
+            self.tx, changes, self.log.pts_counts(), len(planned)
+        )
+        for row in prepared.unread:
+            chats[int(row["chat_id"])].unread[int(row["user_id"])] = int(row["unread_count"])
+        self.log.assign(prepared.last_pts)
+        rows: list[tuple[object, ...]] = []
+        for (batch, index, seq), update, message_id in zip(
+            planned, pending, prepared.message_ids, strict=True
+        ):
             send = self.sends[index]
+            pts = update.pts_of(send.sender_id)
             message = Message(
-                ids[(batch.chat_id, seq)], batch.chat_id, seq, send.sender_id, batch.date_ms,
+                message_id, batch.chat_id, seq, send.sender_id, batch.date_ms,
                 send.item.body, client_msg_id=send.item.client_msg_id,
             )  # fmt: skip
-            shared, patches = new_message_updates(batch, self.sends, message)
-            update.fill(shared, patches)
-            self.outcomes[index] = SendResult(
-                message.id, seq, batch.date_ms, update.pts_of(send.sender_id)
-            )
-        self.outboxed = await self.log.write(self.tx, hand_over=self.hand_over)
+            rows.append((message_id, batch.chat_id, seq, send.sender_id, send.item.client_msg_id,
+                         *body_columns(send.item.body), batch.date_ms, pts))  # fmt: skip
+            update.fill(*new_message_updates(batch, self.sends, message))
+            self.outcomes[index] = SendResult(message_id, seq, batch.date_ms, pts)
+        updates, envelope = self.log.rows()
+        outbox = (envelope.SerializeToString(), self.now_ms, self.hand_over)
+        self.outboxed = Outboxed(
+            await batch_sql.write_send(self.tx, rows, updates, outbox), envelope
+        )
+        self.inserted = len(rows)

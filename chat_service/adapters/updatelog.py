@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from minitg.chat.v1 import delivery_pb2, updates_pb2
 
-from chat_service.adapters.batch_sql import bump_pts, insert_updates
+from chat_service.adapters.batch_sql import OUTBOX_INSERT, bump_pts, insert_updates
 from chat_service.domain.model import UpdateKind
 from svckit import tracing
 from svckit.ports import Executor
@@ -80,23 +80,31 @@ class LogBatch:
         self._pending.append(pending)
         return pending
 
-    async def allocate(self, tx: Executor) -> None:
-        """Give every recipient of every reserved update its next pts, in reserve order."""
+    def pts_counts(self) -> dict[int, int]:
+        """How many pts each recipient of the reserved updates needs."""
         counts: dict[int, int] = {}
         for pending in self._pending:
             for user_id in pending.recipients:
                 counts[user_id] = counts.get(user_id, 0) + 1
-        last = await bump_pts(tx, counts)
+        return counts
+
+    def assign(self, last: Mapping[int, int]) -> None:
+        """Give out the pts ending at ``last[user]`` (after the counters were bumped by
+        ``pts_counts()``), in reserve order."""
+        counts = self.pts_counts()
         next_pts = {user_id: last[user_id] - n + 1 for user_id, n in counts.items()}
         for pending in self._pending:
             for user_id in pending.recipients:
                 pending.pts[user_id] = next_pts[user_id]
                 next_pts[user_id] += 1
 
-    async def write(self, tx: Executor, *, hand_over: bool = False) -> Outboxed | None:
-        """Insert the update rows and the transaction's outbox row (None when there was
-        nothing to log). ``hand_over`` marks the row as one its writer publishes itself
-        after the commit (``OutboxRelay.hand_over``)."""
+    async def allocate(self, tx: Executor) -> None:
+        """Give every recipient of every reserved update its next pts, in reserve order."""
+        self.assign(await bump_pts(tx, self.pts_counts()))
+
+    def rows(self) -> tuple[list[tuple[object, ...]], delivery_pb2.DeliveryBatch]:
+        """The ``updates`` rows (user_id, pts, kind, chat_id, payload, date_ms) of the
+        filled updates and the outbox's DeliveryBatch holding them (no rows: nothing to log)."""
         rows: list[tuple[object, ...]] = []
         envelope = delivery_pb2.DeliveryBatch(
             request_id=self.request_id, trace_context=tracing.carrier()
@@ -120,14 +128,17 @@ class LogBatch:
                 rows.append(
                     (user_id, patch.pts, int(pending.kind), pending.chat_id, payload, self.date_ms)
                 )
+        return rows, envelope
+
+    async def write(self, tx: Executor, *, hand_over: bool = False) -> Outboxed | None:
+        """Insert the update rows and the transaction's outbox row (None when there was
+        nothing to log). ``hand_over`` marks the row as one its writer publishes itself
+        after the commit (``OutboxRelay.hand_over``)."""
+        rows, envelope = self.rows()
         if not rows:
             return None
         await insert_updates(tx, rows)
         row_id = await tx.fetchval(
-            "INSERT INTO outbox (payload, created_at_ms, handed_over) VALUES ($1, $2, $3) "
-            "RETURNING id",
-            envelope.SerializeToString(),
-            self.date_ms,
-            hand_over,
+            OUTBOX_INSERT, envelope.SerializeToString(), self.date_ms, hand_over
         )
         return Outboxed(int(row_id), envelope)
