@@ -217,6 +217,10 @@ def _tail_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                 ),
             )
         )
+    calls = result.get("grpc_calls", {})
+    if calls:
+        top = ", ".join(f"{m} {n:g}" for m, n in list(calls.items())[:8])
+        out.append(("gRPC calls served, by method", top))
     if "max_rate_within_slo" in result:
         out.append(("max msg/s within SLO", f"{result['max_rate_within_slo']:g}"))
     if "catchup" in result:

@@ -91,6 +91,7 @@ async def run_scenario(
     for label, pid in pool.pids().items():
         sampler.add(label, pid)
     sampling = asyncio.create_task(_sample(sampler))
+    calls_before = await grpc_calls(system.metrics)
     try:
         await PHASES[scenario.kind](run, pool)
         alive = await pool.call("alive")
@@ -102,32 +103,58 @@ async def run_scenario(
         usage = sampler.window()
         if system.shape != "control":
             run.extra["coalesced"] = await coalesced_batches(system.gateways)
+            calls = await grpc_calls(system.metrics)
+            run.extra["grpc_calls"] = {
+                m: n - calls_before.get(m, 0.0)
+                for m, n in sorted(calls.items(), key=lambda c: -c[1])
+                if n > calls_before.get(m, 0.0)
+            }
     finally:
         sampling.cancel()
         await pool.close()
     return report.summarize(run, receipts, usage, len(chats))
 
 
+async def _scrape(urls: list[str]) -> list[str]:
+    """The metric lines of every URL (``/metrics`` pages), concatenated."""
+    lines: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        for url in urls:
+            async with http.get(url) as reply:
+                lines += (await reply.text()).splitlines()
+    return lines
+
+
 async def coalesced_batches(gateways: list[str]) -> dict[str, dict[str, float]]:
     """Per batch kind (sends, acks, ...): calls and items summed over the gateways'
     ``minitg_coalesced_batch_items`` histograms, i.e. how much each coalesced call carried."""
     totals: dict[str, dict[str, float]] = {}
-    async with aiohttp.ClientSession() as http:
-        for base in gateways:
-            async with http.get(base + "/metrics") as reply:
-                text = await reply.text()
-            for line in text.splitlines():
-                match = _BATCH_SAMPLE.match(line)
-                if match:
-                    field, kind, value = match.groups()
-                    entry = totals.setdefault(kind, {"calls": 0.0, "items": 0.0})
-                    entry["calls" if field == "count" else "items"] += float(value)
+    for line in await _scrape([base + "/metrics" for base in gateways]):
+        match = _BATCH_SAMPLE.match(line)
+        if match:
+            field, kind, value = match.groups()
+            entry = totals.setdefault(kind, {"calls": 0.0, "items": 0.0})
+            entry["calls" if field == "count" else "items"] += float(value)
     for entry in totals.values():
         entry["per_call"] = round(entry["items"] / entry["calls"], 1) if entry["calls"] else 0.0
     return totals
 
 
+async def grpc_calls(metrics: dict[str, str]) -> dict[str, float]:
+    """gRPC calls served so far, by method, summed over every server process (from
+    ``minitg_grpc_server_handled_total``): which hops a run really paid for."""
+    calls: dict[str, float] = {}
+    for line in await _scrape(list(metrics.values())):
+        match = _CALL_SAMPLE.match(line)
+        if match:
+            calls[match.group(1)] = calls.get(match.group(1), 0.0) + float(match.group(2))
+    return calls
+
+
 _BATCH_SAMPLE = re.compile(r'minitg_coalesced_batch_items_(count|sum)\{batch="([a-z_]+)"\} (\S+)')
+_CALL_SAMPLE = re.compile(
+    r'minitg_grpc_server_handled_total\{[^}]*grpc_method="(\w+)"[^}]*\} (\S+)'
+)
 
 
 async def _sample(sampler: ProcSampler) -> None:

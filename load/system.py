@@ -75,6 +75,7 @@ class System:
     database: str = ""
     prefix: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)  # label -> its /metrics URL
 
     def pids(self) -> dict[str, int]:
         return {p.label: p.popen.pid for p in self.procs}
@@ -203,8 +204,9 @@ async def _start_distributed(system: System, gateways: int, chat_procs: int) -> 
     cli = ["-m", "svckit.cli", "serve", "--target"]
 
     def role(label: str, target: str, extra: dict[str, str]) -> None:
-        metrics = {"MINITG_METRICS_ADDR": f"127.0.0.1:{free_port()}"}
-        system.start(label, [*cli, target], metrics | extra)
+        port = free_port()
+        system.metrics[label] = f"http://127.0.0.1:{port}/metrics"
+        system.start(label, [*cli, target], {"MINITG_METRICS_ADDR": f"127.0.0.1:{port}"} | extra)
 
     role("auth", "auth", {})
     chats = [f"127.0.0.1:{free_port()}" for _ in range(chat_procs)]

@@ -8,6 +8,7 @@ Extra structured fields go through ``extra={"fields": {...}}``.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import secrets
@@ -21,9 +22,14 @@ role_var: contextvars.ContextVar[str] = contextvars.ContextVar("role", default="
 REQUEST_ID_HEADER = "x-request-id"
 
 
+_ID_PREFIX = secrets.token_hex(4)  # this process's, so ids stay unique across processes
+_ID_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    """A fresh 16-hex-digit request id."""
-    return secrets.token_hex(8)
+    """A fresh 16-hex-digit request id: a random per-process prefix and a counter (a
+    system call for random bytes on every WebSocket frame showed in the gateway's profile)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 def bind_request_id(value: str | None) -> str:

@@ -52,6 +52,19 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 """
 
+# KEYS: zsets. The same as _EXPIRING_MEMBERS for each; one array of live members per key.
+_EXPIRING_MEMBERS_MANY = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  out[i] = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf')
+end
+return out
+"""
+KEYS_PER_SCRIPT = 500  # keys per _EXPIRING_MEMBERS_MANY call: bounds one script's run time
+
 # GCRA. KEYS[1] holds the theoretical arrival time (TAT, microseconds).
 # ARGV[1] limit, ARGV[2] window µs. Returns {allowed, remaining, retry_after µs}.
 # A request is allowed when, after adding one emission interval, the TAT is at most one
@@ -97,6 +110,7 @@ class RedisHotState:
         self._incr = client.register_script(_INCR)
         self._expiring_add = client.register_script(_EXPIRING_ADD)
         self._expiring_members = client.register_script(_EXPIRING_MEMBERS)
+        self._expiring_members_many = client.register_script(_EXPIRING_MEMBERS_MANY)
         self._rate_hit = client.register_script(_RATE_HIT)
 
     @classmethod
@@ -178,14 +192,14 @@ class RedisHotState:
         return {m.decode() for m in members}
 
     async def expiring_members_many(self, keys: Sequence[str]) -> list[builtins.set[str]]:
-        """One pipeline (one round trip) running the trim-and-read script per key."""
-        if not keys:
-            return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                await self._expiring_members(keys=[self._key(key)], client=pipe)
-            results: list[list[bytes]] = await pipe.execute()
-        return [{m.decode() for m in members} for members in results]
+        """One script call (one round trip) trims and reads up to ``KEYS_PER_SCRIPT`` keys:
+        a pipeline of one call per key cost the caller ~30 µs of client work per key."""
+        found: list[builtins.set[str]] = []
+        for start in range(0, len(keys), KEYS_PER_SCRIPT):
+            chunk = [self._key(k) for k in keys[start : start + KEYS_PER_SCRIPT]]
+            results: list[list[bytes]] = await self._expiring_members_many(keys=chunk)
+            found += [{m.decode() for m in members} for members in results]
+        return found
 
     async def rate_hit(self, key: str, limit: int, window: float) -> RateDecision:
         allowed, remaining, retry_us = await self._rate_hit(

@@ -141,6 +141,16 @@ async def test_expiring_members_many(stores: HotStateFactory, state: HotState) -
     assert [] == await state.expiring_members_many([])
 
 
+async def test_expiring_members_many_answers_more_sets_than_one_call_takes(
+    state: HotState,
+) -> None:
+    """1,201 sets (Redis reads them 500 per script call) come back complete and in order."""
+    keys = [f"big{i}" for i in range(1201)]
+    await state.expiring_add_many([(k, f"m{i}") for i, k in enumerate(keys) if i % 3], ttl=60)
+    expected = [{f"m{i}"} if i % 3 else set() for i in range(1201)]
+    assert expected == await state.expiring_members_many(keys)
+
+
 async def test_rate_limit_refuses_over_limit(stores: HotStateFactory, state: HotState) -> None:
     """limit hits pass (remaining counts down), the next is refused with 0 < retry_after <= window,
     and waiting retry_after lets one more through."""
