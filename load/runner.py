@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import sys
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -116,12 +117,16 @@ async def run_scenario(
 
 
 async def _scrape(urls: list[str]) -> list[str]:
-    """The metric lines of every URL (``/metrics`` pages), concatenated."""
+    """The metric lines of every URL (``/metrics`` pages), concatenated; a page that
+    cannot be read is left out (the report only loses that process's counts)."""
     lines: list[str] = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         for url in urls:
-            async with http.get(url) as reply:
-                lines += (await reply.text()).splitlines()
+            try:
+                async with http.get(url) as reply:
+                    lines += (await reply.text()).splitlines()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                print(f"load: could not read {url}: {exc}", file=sys.stderr)
     return lines
 
 

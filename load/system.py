@@ -75,7 +75,7 @@ class System:
     database: str = ""
     prefix: str = ""
     env: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, str] = field(default_factory=dict)  # label -> its /metrics URL
+    metrics: dict[str, str] = field(default_factory=dict)  # gRPC servers' /metrics URLs
 
     def pids(self) -> dict[str, int]:
         return {p.label: p.popen.pid for p in self.procs}
@@ -205,7 +205,8 @@ async def _start_distributed(system: System, gateways: int, chat_procs: int) -> 
 
     def role(label: str, target: str, extra: dict[str, str]) -> None:
         port = free_port()
-        system.metrics[label] = f"http://127.0.0.1:{port}/metrics"
+        if target != "gateway":  # a gateway serves /metrics on its HTTP address instead
+            system.metrics[label] = f"http://127.0.0.1:{port}/metrics"
         system.start(label, [*cli, target], {"MINITG_METRICS_ADDR": f"127.0.0.1:{port}"} | extra)
 
     role("auth", "auth", {})

@@ -6,9 +6,12 @@ one batch (group commit). Each step below is one statement for the whole batch
 (``batch_sql``: arrays on PostgreSQL), so the round trips are paid per batch, not per
 message or per chat:
 
-1. look up the batch's (sender, client_msg_id) pairs: a repeat with the same chat and
-   body answers with the stored result, a repeat with anything else is
-   CLIENT_MSG_ID_REUSED;
+1. repeats: a repeat of a stored (sender, client_msg_id) with the same chat and body
+   answers with the stored result, one with anything else is CLIENT_MSG_ID_REUSED. The
+   first attempt does not look them up (repeats are rare, and the lookup was a round
+   trip on every batch): a repeat makes its message insert hit the unique
+   (sender_id, client_msg_id) index, the transaction rolls back and the retry looks the
+   batch's pairs up first;
 2. lock the batch's chats in ascending id and allocate each its ``k`` seqs
    (``last_seq + k``), only in chats one of its batch senders is a member of; the row
    lock serialises concurrent senders of one chat, which keeps seqs gapless and date_ms
@@ -58,7 +61,9 @@ class MessageStore:
         attempts: list[_Send] = []
 
         async def work(tx: Executor) -> list[Outcome]:
-            attempts.append(_Send(tx, sends, now_ms, request_id, self._hand_over is not None))
+            retry = bool(attempts)  # a retry after a unique violation: look repeats up
+            handed = self._hand_over is not None
+            attempts.append(_Send(tx, sends, now_ms, request_id, handed, retry))
             return await attempts[-1].run()
 
         started = time.perf_counter()
@@ -74,9 +79,16 @@ class _Send:
     """One attempt of the send transaction."""
 
     def __init__(
-        self, tx: Executor, sends: Sequence[Outgoing], now_ms: int, request_id: str, hand_over: bool
+        self,
+        tx: Executor,
+        sends: Sequence[Outgoing],
+        now_ms: int,
+        request_id: str,
+        hand_over: bool,
+        look_up: bool,
     ) -> None:
-        self.tx, self.sends, self.now_ms, self.hand_over = tx, sends, now_ms, hand_over
+        self.tx, self.sends, self.now_ms = tx, sends, now_ms
+        self.hand_over, self.look_up = hand_over, look_up
         self.outboxed: Outboxed | None = None
         self.log = LogBatch(now_ms, request_id)
         self.outcomes: list[Outcome | None] = [None] * len(sends)
@@ -96,7 +108,10 @@ class _Send:
         return [o if o is not None else ChatNotFound() for o in self.outcomes]
 
     async def _stored(self) -> dict[tuple[int, str], Row]:
-        """The already-sent messages among the batch's (sender, client_msg_id) pairs."""
+        """The already-sent messages among the batch's (sender, client_msg_id) pairs
+        (none looked up on a first attempt, see the module docstring)."""
+        if not self.look_up:
+            return {}
         pairs = list(dict.fromkeys((s.sender_id, s.item.client_msg_id) for s in self.sends))
         rows = await batch_sql.stored_messages(self.tx, pairs)
         return {(int(r["sender_id"]), str(r["client_msg_id"])): r for r in rows}
