@@ -19,10 +19,12 @@ message or per chat:
 3. read every locked chat's members at once; items whose sender is not a member become
    CHAT_NOT_FOUND and hand their seqs back (only when a chat mixes members and
    non-members, which keeps seqs gapless);
-4. one UPDATE for all those chats' members: +unread for the others, and each sender's
-   read watermark moved to its own last message of the batch;
-5. allocate every member's pts (one upsert), insert the messages, log one NewMessage per
-   message for every member (the sender's own devices included), write one outbox row.
+4. in one statement: every member's unread change (+unread for the others, each
+   sender's read watermark moved to its own last message of the batch), every member's
+   pts (one upsert on the counters) and the messages' ids;
+5. in one statement: insert the messages, log one NewMessage per message for every
+   member (the sender's own devices included), write one outbox row, which the relay
+   gets handed after the commit.
 
 Locks are always taken in the order chats -> chat_members -> user_pts, each set in
 ascending id, so concurrent batches do not deadlock; a lock conflict or a lost

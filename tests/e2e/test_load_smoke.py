@@ -2,18 +2,22 @@
 
 A benchmark asserts nothing about speed in CI; this only keeps ``python -m load`` from
 rotting: it starts an embedded system and the control itself, seeds through the API,
-drives the ``smoke`` preset (direct chats, 50 msg/s, 3 s) and reports.
+drives the ``smoke`` preset (direct chats, 50 msg/s, 3 s) and reports. The send-path
+measurement (``load.sendpath``) runs a few batches the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from load.system import POSTGRES_URL
 from tests.e2e.processes import REPO
 
 pytestmark = pytest.mark.e2e
@@ -43,3 +47,26 @@ def test_smoke_scenario_reports_every_message_delivered_once(tmp_path: Path) -> 
     assert ("control", "embedded") == (control["shape"], ours["shape"])
     assert ours["ratio_to_control"]["throughput"] > 0
     assert "| LOST / DUPLICATED |" in done.stdout
+
+
+def test_sendpath_measures_the_send_transaction_and_drops_its_database() -> None:
+    """``python -m load.sendpath`` runs a few batches on PostgreSQL and prints its figures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "load.sendpath", "--batch", "3", "--rounds", "5", "--relay"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert 0 == done.returncode, done.stdout + done.stderr
+    assert "batch 3 (direct chats, + relay):" in done.stdout
+    assert "us CPU per message" in done.stdout
+    assert [] == asyncio.run(_scratch_databases())
+
+
+async def _scratch_databases() -> list[str]:
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        rows = await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'minitg_sendpath_%'"
+        )
+    finally:
+        await admin.close()
+    return [r["datname"] for r in rows]
