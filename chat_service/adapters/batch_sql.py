@@ -47,15 +47,6 @@ _LOCK_ONE = (
     "RETURNING id, last_seq, last_activity_ms"
 )
 _MEMBERS = "SELECT chat_id, user_id, unread_count FROM chat_members WHERE chat_id "
-_UNREAD_PG = (
-    "UPDATE chat_members cm SET "
-    "unread_count = CASE WHEN u.own THEN u.unread ELSE cm.unread_count + u.unread END, "
-    "read_inbox_seq = CASE WHEN u.own THEN u.watermark ELSE cm.read_inbox_seq END "
-    "FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bool[], $5::bigint[]) "
-    "AS u(chat_id, user_id, unread, own, watermark) "
-    "WHERE cm.chat_id = u.chat_id AND cm.user_id = u.user_id "
-    "RETURNING cm.chat_id, cm.user_id, cm.unread_count"
-)
 _UNREAD_ONE = (
     "UPDATE chat_members SET "
     "unread_count = CASE WHEN $4 THEN $3 ELSE unread_count + $3 END, "
@@ -76,18 +67,27 @@ MESSAGE_INSERT_COLUMNS = (
 OUTBOX_INSERT = (
     "INSERT INTO outbox (payload, created_at_ms, handed_over) VALUES ($1, $2, $3) RETURNING id"
 )
-# The send's middle step on PostgreSQL: the members' unread changes, then (the InitPlan
-# over ``u`` runs the UPDATE to completion first: the lock order chat_members -> user_pts)
-# the pts counters, and ids for the messages from their identity sequence.
+# The send's middle step on PostgreSQL. ``u``: every member of the batch's chats (``c``:
+# chat id -> its message count k) gets unread + k, except the senders (``s``), whose unread
+# and watermark are set; the chats are locked, so their membership cannot change under
+# it. Then (the InitPlan over ``u`` runs the UPDATE to completion first: the lock order
+# chat_members -> user_pts) the pts counters, and ids for the messages.
 _PREPARE_PG = (
-    f"WITH u AS ({_UNREAD_PG}), "
+    "WITH c AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS c(chat_id, k)), "
+    "s AS (SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::int[], $6::bigint[]) "
+    "AS s(chat_id, user_id, unread, watermark)), "
+    "u AS (UPDATE chat_members cm SET unread_count = COALESCE((SELECT s.unread FROM s "
+    "WHERE s.chat_id = cm.chat_id AND s.user_id = cm.user_id), cm.unread_count + c.k), "
+    "read_inbox_seq = COALESCE((SELECT s.watermark FROM s "
+    "WHERE s.chat_id = cm.chat_id AND s.user_id = cm.user_id), cm.read_inbox_seq) "
+    "FROM c WHERE cm.chat_id = c.chat_id RETURNING cm.chat_id, cm.user_id, cm.unread_count), "
     "p AS (INSERT INTO user_pts (user_id, pts) SELECT t.user_id, t.pts "
-    "FROM unnest($6::bigint[], $7::bigint[]) AS t(user_id, pts) "
+    "FROM unnest($7::bigint[], $8::bigint[]) AS t(user_id, pts) "
     "WHERE (SELECT count(*) FROM u) >= 0 ORDER BY t.user_id " + _PTS_UPSERT + ") "
     "SELECT 1 AS part, chat_id, user_id, unread_count AS value FROM u "
     "UNION ALL SELECT 2, 0, user_id, pts FROM p "
     "UNION ALL SELECT 3, 0, 0, nextval(pg_get_serial_sequence('messages', 'id')) "
-    "FROM generate_series(1, $8)"
+    "FROM generate_series(1, $9)"
 )
 # The send's last step on PostgreSQL: messages, update-log rows and the outbox row.
 _WRITE_PG = (
@@ -95,9 +95,8 @@ _WRITE_PG = (
     "$1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::int[], "
     "$7::text[], $8::bytea[], $9::bytea[], $10::bigint[], $11::bigint[])), "
     "u AS (INSERT INTO updates (user_id, pts, pts_count, kind, chat_id, payload, date_ms) "
-    "SELECT user_id, pts, 1, kind, chat_id, payload, date_ms FROM unnest($12::bigint[], "
-    "$13::bigint[], $14::int[], $15::bigint[], $16::bytea[], $17::bigint[]) "
-    "AS u(user_id, pts, kind, chat_id, payload, date_ms)) "
+    "SELECT user_id, pts, 1, $16, chat_id, payload, $17 FROM unnest($12::bigint[], "
+    "$13::bigint[], $14::bigint[], $15::bytea[]) AS u(user_id, pts, chat_id, payload)) "
     "INSERT INTO outbox (payload, created_at_ms, handed_over) VALUES ($18, $19, $20) RETURNING id"
 )
 _PTS_CHUNK = 500  # SQLite: users per multi-row upsert
@@ -181,11 +180,10 @@ async def chat_members(tx: Executor, chat_ids: Sequence[int]) -> list[Row]:
     return await tx.fetch(_MEMBERS + where, *chat_ids)
 
 
-async def change_unread(tx: Executor, changes: Sequence[MemberChange]) -> list[Row]:
-    """Apply the changes; return (chat_id, user_id, unread_count) of every changed member."""
+async def _change_unread(tx: Executor, changes: Sequence[MemberChange]) -> list[Row]:
+    """SQLite: apply the changes one by one; return (chat_id, user_id, unread_count) of
+    every member of the changed chats."""
     rows = [(c.chat_id, c.user_id, c.unread, c.own, c.watermark) for c in changes]
-    if tx.dialect == "postgres":
-        return await tx.fetch(_UNREAD_PG, *_columns(rows, 5))
     await tx.executemany(_UNREAD_ONE, rows)
     chats = sorted({c.chat_id for c in changes})
     return await chat_members(tx, chats)
@@ -201,20 +199,28 @@ class Prepared:
 
 
 async def prepare_send(
-    tx: Executor, changes: Sequence[MemberChange], pts: Mapping[int, int], messages: int
+    tx: Executor,
+    counts: Mapping[int, int],
+    changes: Sequence[MemberChange],
+    pts: Mapping[int, int],
+    messages: int,
 ) -> Prepared:
-    """Apply the unread changes, bump the pts counters by ``pts``, take ``messages`` ids."""
+    """Apply the unread changes (``counts``: chat id -> its messages in the batch;
+    ``changes``: every member's change), bump the pts counters by ``pts``, take
+    ``messages`` ids. PostgreSQL gets only the senders' changes: everyone else in those
+    chats gets + the chat's count."""
     if tx.dialect != "postgres":
-        unread = await change_unread(tx, changes)
+        unread = await _change_unread(tx, changes)
         last = await bump_pts(tx, pts)
         top = await tx.fetchval("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
         start = int(top or 0) + 1  # one writer at a time: the ids above the top are free
         return Prepared(unread, last, list(range(start, start + messages)))
-    users = sorted(pts)
-    rows = [(c.chat_id, c.user_id, c.unread, c.own, c.watermark) for c in changes]
+    chats, users = sorted(counts), sorted(pts)
+    own = [(c.chat_id, c.user_id, c.unread, c.watermark) for c in changes if c.own]
     result = await tx.fetch(
-        _PREPARE_PG, *_columns(rows, 5), users, [pts[u] for u in users], messages
-    )
+        _PREPARE_PG, chats, [counts[c] for c in chats], *_columns(own, 4),
+        users, [pts[u] for u in users], messages,
+    )  # fmt: skip
     unread = [
         {"chat_id": r["chat_id"], "user_id": r["user_id"], "unread_count": r["value"]}
         for r in result
@@ -231,10 +237,15 @@ async def write_send(
     updates: Sequence[tuple[object, ...]],
     outbox: tuple[bytes, int, bool],
 ) -> int:
-    """Insert the messages (rows of ``MESSAGE_INSERT_COLUMNS``), the update-log rows and
-    the outbox row (payload, created_at_ms, handed_over); return the outbox row's id."""
+    """Insert the messages (rows of ``MESSAGE_INSERT_COLUMNS``), the update-log rows
+    (user_id, pts, kind, chat_id, payload, date_ms; one kind and one date for the whole
+    send) and the outbox row (payload, created_at_ms, handed_over); return its id."""
     if tx.dialect == "postgres":
-        args = [*_columns(messages, 11), *_columns(updates, 6), *outbox]
+        kind, date_ms = updates[0][2], updates[0][5]
+        if any(row[2] != kind or row[5] != date_ms for row in updates):
+            raise ValueError("a send's update rows share one kind and one date")
+        users, pts, _, chats, payloads, _ = _columns(updates, 6)
+        args = [*_columns(messages, 11), users, pts, chats, payloads, kind, date_ms, *outbox]
         return int(await tx.fetchval(_WRITE_PG, *args))
     values = ", ".join(f"({placeholders(11, n * 11 + 1)})" for n in range(len(messages)))
     await tx.execute(

@@ -197,8 +197,9 @@ class _Send:
             for b, i, _ in planned
         ]
         changes = member_changes(live, self.sends)
+        counts = {b.chat_id: len(b.indexes) for b in live}
         prepared = await batch_sql.prepare_send(
-            self.tx, changes, self.log.pts_counts(), len(planned)
+            self.tx, counts, changes, self.log.pts_counts(), len(planned)
         )
         for row in prepared.unread:
             chats[int(row["chat_id"])].unread[int(row["user_id"])] = int(row["unread_count"])
