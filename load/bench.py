@@ -59,6 +59,7 @@ async def run_bench(args: argparse.Namespace, directory: Path) -> list[dict[str,
     scenarios = standard(args.quick)
     direct = next(s for s in scenarios if s.name == "direct")
     results = []
+    speed = [reference_seconds()]
     _say(f"control: {direct.name} with {direct.connections} connections")
     control = await start_system("control")
     try:
@@ -85,14 +86,24 @@ async def run_bench(args: argparse.Namespace, directory: Path) -> list[dict[str,
             _say(f"{scenario.name}: done")
     finally:
         await system.stop()
+    speed.append(reference_seconds())
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    preamble = _preamble(args, seconds)
+    preamble = _preamble(args, seconds, speed)
     path = report.write(results, directory, stamp, preamble)
     _say(f"wrote {path} and latest.md/latest.json")
     return results
 
 
-def _preamble(args: argparse.Namespace, seed_seconds: float) -> str:
+def reference_seconds() -> float:
+    """How long a fixed pure-Python loop (10^7 additions) takes here now: this machine's
+    speed drifts by half over a morning, and the bench's figures with it."""
+    started, total = time.perf_counter(), 0
+    for n in range(10_000_000):
+        total += n
+    return time.perf_counter() - started
+
+
+def _preamble(args: argparse.Namespace, seed_seconds: float, speed: list[float]) -> str:
     return "\n".join([
         f"# minitg bench {time.strftime('%Y-%m-%d %H:%M:%S')}",
         "",
@@ -103,5 +114,7 @@ def _preamble(args: argparse.Namespace, seed_seconds: float) -> str:
         " measures messaging, not bcrypt) and the per-IP/per-user rate limits raised.",
         "Latencies in ms (p50 / p95 / p99 / max); CPU % is of one core. Load average at the"
         f" start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} (other work shares this"
-        " machine).",
+        " machine). A reference loop of 10^7 Python additions took"
+        f" {speed[0]:.2f} s at the start and {speed[-1]:.2f} s at the end (the machine's"
+        " speed drifts: compare benches whose reference loops agree).",
     ])  # fmt: skip
