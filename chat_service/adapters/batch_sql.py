@@ -84,10 +84,14 @@ _PREPARE_PG = (
     "p AS (INSERT INTO user_pts (user_id, pts) SELECT t.user_id, t.pts "
     "FROM unnest($7::bigint[], $8::bigint[]) AS t(user_id, pts) "
     "WHERE (SELECT count(*) FROM u) >= 0 ORDER BY t.user_id " + _PTS_UPSERT + ") "
-    "SELECT 1 AS part, chat_id, user_id, unread_count AS value FROM u "
-    "UNION ALL SELECT 2, 0, user_id, pts FROM p "
-    "UNION ALL SELECT 3, 0, 0, nextval(pg_get_serial_sequence('messages', 'id')) "
-    "FROM generate_series(1, $9)"
+    # One row of arrays: asyncpg decodes an array in C, a row at a time costs Python work.
+    "SELECT (SELECT array_agg(chat_id ORDER BY chat_id, user_id) FROM u) AS chats, "
+    "(SELECT array_agg(user_id ORDER BY chat_id, user_id) FROM u) AS members, "
+    "(SELECT array_agg(unread_count ORDER BY chat_id, user_id) FROM u) AS unread, "
+    "(SELECT array_agg(user_id ORDER BY user_id) FROM p) AS users, "
+    "(SELECT array_agg(pts ORDER BY user_id) FROM p) AS pts, "
+    "(SELECT array_agg(nextval(pg_get_serial_sequence('messages', 'id'))) "
+    "FROM generate_series(1, $9)) AS ids"
 )
 # The send's last step on PostgreSQL: messages, update-log rows and the outbox row.
 _WRITE_PG = (
@@ -193,7 +197,7 @@ async def _change_unread(tx: Executor, changes: Sequence[MemberChange]) -> list[
 class Prepared:
     """What the send's middle step returns."""
 
-    unread: list[Row]  # (chat_id, user_id, unread_count) of every changed member
+    unread: list[tuple[int, int, int]]  # (chat_id, user_id, unread_count) of the members
     last_pts: dict[int, int]  # user -> their pts counter after the bump
     message_ids: list[int]  # fresh ids for the batch's messages, ascending
 
@@ -210,25 +214,22 @@ async def prepare_send(
     ``messages`` ids. PostgreSQL gets only the senders' changes: everyone else in those
     chats gets + the chat's count."""
     if tx.dialect != "postgres":
-        unread = await _change_unread(tx, changes)
+        rows = await _change_unread(tx, changes)
+        unread = [(int(r["chat_id"]), int(r["user_id"]), int(r["unread_count"])) for r in rows]
         last = await bump_pts(tx, pts)
         top = await tx.fetchval("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
         start = int(top or 0) + 1  # one writer at a time: the ids above the top are free
         return Prepared(unread, last, list(range(start, start + messages)))
     chats, users = sorted(counts), sorted(pts)
     own = [(c.chat_id, c.user_id, c.unread, c.watermark) for c in changes if c.own]
-    result = await tx.fetch(
+    row = await tx.fetchrow(
         _PREPARE_PG, chats, [counts[c] for c in chats], *_columns(own, 4),
         users, [pts[u] for u in users], messages,
     )  # fmt: skip
-    unread = [
-        {"chat_id": r["chat_id"], "user_id": r["user_id"], "unread_count": r["value"]}
-        for r in result
-        if r["part"] == 1
-    ]
-    last = {int(r["user_id"]): int(r["value"]) for r in result if r["part"] == 2}
-    ids = sorted(int(r["value"]) for r in result if r["part"] == 3)
-    return Prepared(unread, last, ids)
+    assert row is not None  # an aggregate over no rows is still one row
+    unread = list(zip(row["chats"] or [], row["members"] or [], row["unread"] or [], strict=True))
+    last = dict(zip(row["users"] or [], row["pts"] or [], strict=True))
+    return Prepared(unread, last, sorted(row["ids"] or []))
 
 
 async def write_send(

@@ -201,8 +201,8 @@ class _Send:
         prepared = await batch_sql.prepare_send(
             self.tx, counts, changes, self.log.pts_counts(), len(planned)
         )
-        for row in prepared.unread:
-            chats[int(row["chat_id"])].unread[int(row["user_id"])] = int(row["unread_count"])
+        for chat_id, user_id, unread in prepared.unread:
+            chats[chat_id].unread[user_id] = unread
         self.log.assign(prepared.last_pts)
         rows: list[tuple[object, ...]] = []
         for (batch, index, seq), update, message_id in zip(
