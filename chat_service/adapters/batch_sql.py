@@ -47,6 +47,12 @@ _LOCK_ONE = (
     "RETURNING id, last_seq, last_activity_ms"
 )
 _MEMBERS = "SELECT chat_id, user_id, unread_count FROM chat_members WHERE chat_id "
+_MEMBERS_PG = (
+    "SELECT array_agg(chat_id ORDER BY chat_id, user_id) AS chats, "
+    "array_agg(user_id ORDER BY chat_id, user_id) AS users, "
+    "array_agg(unread_count ORDER BY chat_id, user_id) AS unread "
+    "FROM chat_members WHERE chat_id = ANY($1::bigint[])"
+)
 _UNREAD_ONE = (
     "UPDATE chat_members SET "
     "unread_count = CASE WHEN $4 THEN $3 ELSE unread_count + $3 END, "
@@ -176,15 +182,22 @@ async def lock_chats(tx: Executor, chats: Sequence[ChatLock], now_ms: int) -> di
     return locked
 
 
-async def chat_members(tx: Executor, chat_ids: Sequence[int]) -> list[Row]:
-    """(chat_id, user_id, unread_count) of every member of the chats, by chat then user."""
+async def chat_members(tx: Executor, chat_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(chat_id, user_id, unread_count) of every member of the chats, by chat then user
+    (PostgreSQL: one row of arrays, which asyncpg decodes in C)."""
     if tx.dialect == "postgres":
-        return await tx.fetch(_MEMBERS + "= ANY($1::bigint[]) ORDER BY chat_id, user_id", chat_ids)
+        row = await tx.fetchrow(_MEMBERS_PG, chat_ids)
+        if row is None or row["chats"] is None:
+            return []
+        return list(zip(row["chats"], row["users"], row["unread"], strict=True))
     where = f"IN ({placeholders(len(chat_ids))}) ORDER BY chat_id, user_id"
-    return await tx.fetch(_MEMBERS + where, *chat_ids)
+    rows = await tx.fetch(_MEMBERS + where, *chat_ids)
+    return [(int(r["chat_id"]), int(r["user_id"]), int(r["unread_count"])) for r in rows]
 
 
-async def _change_unread(tx: Executor, changes: Sequence[MemberChange]) -> list[Row]:
+async def _change_unread(
+    tx: Executor, changes: Sequence[MemberChange]
+) -> list[tuple[int, int, int]]:
     """SQLite: apply the changes one by one; return (chat_id, user_id, unread_count) of
     every member of the changed chats."""
     rows = [(c.chat_id, c.user_id, c.unread, c.own, c.watermark) for c in changes]
@@ -214,8 +227,7 @@ async def prepare_send(
     ``messages`` ids. PostgreSQL gets only the senders' changes: everyone else in those
     chats gets + the chat's count."""
     if tx.dialect != "postgres":
-        rows = await _change_unread(tx, changes)
-        unread = [(int(r["chat_id"]), int(r["user_id"]), int(r["unread_count"])) for r in rows]
+        unread = await _change_unread(tx, changes)
         last = await bump_pts(tx, pts)
         top = await tx.fetchval("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
         start = int(top or 0) + 1  # one writer at a time: the ids above the top are free

@@ -167,12 +167,11 @@ class _Send:
 
     async def _load_members(self, locked: Sequence[ChatBatch]) -> None:
         """Every locked chat's members (read under the lock); drop non-members' items."""
-        rows = await batch_sql.chat_members(self.tx, [b.chat_id for b in locked])
         by_id = {b.chat_id: b for b in locked}
-        for row in rows:
-            batch = by_id[int(row["chat_id"])]
-            batch.members.append(int(row["user_id"]))
-            batch.prior[int(row["user_id"])] = int(row["unread_count"])
+        for chat_id, user_id, unread in await batch_sql.chat_members(self.tx, list(by_id)):
+            batch = by_id[chat_id]
+            batch.members.append(user_id)
+            batch.prior[user_id] = unread
         for batch in locked:
             keep = [i for i in batch.indexes if self.sends[i].sender_id in batch.prior]
             dropped = len(batch.indexes) - len(keep)
