@@ -53,10 +53,9 @@ _MEMBERS_PG = (
     "array_agg(unread_count ORDER BY chat_id, user_id) AS unread "
     "FROM chat_members WHERE chat_id = ANY($1::bigint[])"
 )
-_UNREAD_ONE = (
-    "UPDATE chat_members SET "
-    "unread_count = CASE WHEN $4 THEN $3 ELSE unread_count + $3 END, "
-    "read_inbox_seq = CASE WHEN $4 THEN $5 ELSE read_inbox_seq END "
+_UNREAD_ADD = "UPDATE chat_members SET unread_count = unread_count + $2 WHERE chat_id = $1"
+_UNREAD_SET = (
+    "UPDATE chat_members SET unread_count = $3, read_inbox_seq = $4 "
     "WHERE chat_id = $1 AND user_id = $2"
 )
 _PTS_UPSERT = (
@@ -132,14 +131,12 @@ class ChatLock:
 
 
 @dataclass(frozen=True, slots=True)
-class MemberChange:
-    """One member's unread change: ``own`` sets unread to ``unread`` and the watermark to
-    ``watermark`` (they sent in the batch); otherwise ``unread`` is added."""
+class SenderRead:
+    """A member who sent in the batch: their unread count and read watermark after it."""
 
     chat_id: int
     user_id: int
     unread: int
-    own: bool
     watermark: int
 
 
@@ -196,14 +193,15 @@ async def chat_members(tx: Executor, chat_ids: Sequence[int]) -> list[tuple[int,
 
 
 async def _change_unread(
-    tx: Executor, changes: Sequence[MemberChange]
+    tx: Executor, counts: Mapping[int, int], senders: Sequence[SenderRead]
 ) -> list[tuple[int, int, int]]:
-    """SQLite: apply the changes one by one; return (chat_id, user_id, unread_count) of
-    every member of the changed chats."""
-    rows = [(c.chat_id, c.user_id, c.unread, c.own, c.watermark) for c in changes]
-    await tx.executemany(_UNREAD_ONE, rows)
-    chats = sorted({c.chat_id for c in changes})
-    return await chat_members(tx, chats)
+    """SQLite: every member + their chat's count, then the senders' own marks; return
+    (chat_id, user_id, unread_count) of every member of the chats."""
+    await tx.executemany(_UNREAD_ADD, list(counts.items()))
+    await tx.executemany(
+        _UNREAD_SET, [(s.chat_id, s.user_id, s.unread, s.watermark) for s in senders]
+    )
+    return await chat_members(tx, sorted(counts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,22 +216,21 @@ class Prepared:
 async def prepare_send(
     tx: Executor,
     counts: Mapping[int, int],
-    changes: Sequence[MemberChange],
+    senders: Sequence[SenderRead],
     pts: Mapping[int, int],
     messages: int,
 ) -> Prepared:
-    """Apply the unread changes (``counts``: chat id -> its messages in the batch;
-    ``changes``: every member's change), bump the pts counters by ``pts``, take
-    ``messages`` ids. PostgreSQL gets only the senders' changes: everyone else in those
-    chats gets + the chat's count."""
+    """Apply the batch's unread changes (``counts``: chat id -> its messages in the batch,
+    added to every member's unread but the senders', whose marks are ``senders``), bump
+    the pts counters by ``pts``, take ``messages`` ids."""
     if tx.dialect != "postgres":
-        unread = await _change_unread(tx, changes)
+        unread = await _change_unread(tx, counts, senders)
         last = await bump_pts(tx, pts)
         top = await tx.fetchval("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
         start = int(top or 0) + 1  # one writer at a time: the ids above the top are free
         return Prepared(unread, last, list(range(start, start + messages)))
     chats, users = sorted(counts), sorted(pts)
-    own = [(c.chat_id, c.user_id, c.unread, c.watermark) for c in changes if c.own]
+    own = [(r.chat_id, r.user_id, r.unread, r.watermark) for r in senders]
     row = await tx.fetchrow(
         _PREPARE_PG, chats, [counts[c] for c in chats], *_columns(own, 4),
         users, [pts[u] for u in users], messages,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from chat_service.adapters.rows import placeholders
+from chat_service.adapters.rows import among
 from svckit.ports import Database
 
 CHUNK = 100
@@ -31,14 +31,12 @@ class LogReader:
     async def states(self, user_ids: Sequence[int]) -> dict[int, LogState]:
         """``state`` of many users with two queries (a gateway's Hello frames in a burst)."""
         ids = sorted(set(user_ids))
-        marks = placeholders(len(ids))
-        pts = await self._db.fetch(
-            f"SELECT user_id, pts FROM user_pts WHERE user_id IN ({marks})", *ids
-        )
+        where, args = among(self._db, "user_id", ids)
+        pts = await self._db.fetch(f"SELECT user_id, pts FROM user_pts WHERE {where}", *args)
         unread = await self._db.fetch(
             "SELECT user_id, COUNT(*) AS n FROM chat_members "
-            f"WHERE user_id IN ({marks}) AND unread_count > 0 GROUP BY user_id",
-            *ids,
+            f"WHERE {where} AND unread_count > 0 GROUP BY user_id",
+            *args,
         )
         positions = {int(r["user_id"]): int(r["pts"]) for r in pts}
         counts = {int(r["user_id"]): int(r["n"]) for r in unread}

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from chat_service.adapters import batch_sql
 from chat_service.adapters.batch_sql import ChatLock
 from chat_service.adapters.rows import body_columns, body_from_row, in_transaction
-from chat_service.adapters.send_plan import ChatBatch, member_changes, new_message_updates
+from chat_service.adapters.send_plan import ChatBatch, new_message_updates, sender_reads
 from chat_service.adapters.updatelog import LogBatch, Outboxed
 from chat_service.domain.errors import ChatNotFound, ClientMsgIdReused
 from chat_service.domain.model import Message, Outgoing, SendResult, UpdateKind
@@ -195,10 +195,9 @@ class _Send:
             self.log.reserve(UpdateKind.NEW_MESSAGE, b.chat_id, b.members, self.sends[i].session_id)
             for b, i, _ in planned
         ]
-        changes = member_changes(live, self.sends)
         counts = {b.chat_id: len(b.indexes) for b in live}
         prepared = await batch_sql.prepare_send(
-            self.tx, counts, changes, self.log.pts_counts(), len(planned)
+            self.tx, counts, sender_reads(live, self.sends), self.log.pts_counts(), len(planned)
         )
         for chat_id, user_id, unread in prepared.unread:
             chats[chat_id].unread[user_id] = unread

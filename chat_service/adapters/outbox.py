@@ -41,7 +41,7 @@ from typing import Protocol
 from minitg.chat.v1 import delivery_pb2
 from opentelemetry.trace import SpanKind
 
-from chat_service.adapters.rows import placeholders
+from chat_service.adapters.rows import among
 from chat_service.adapters.updatelog import Outboxed
 from svckit import tracing
 from svckit.logs import REQUEST_ID_HEADER, bind_request_id
@@ -104,12 +104,8 @@ def split_by_pod(
 
 async def mark_published(ex: Executor, ids: Sequence[int], now_ms: int) -> None:
     """Set ``published_at_ms`` on the rows (one statement with a fixed text on PostgreSQL)."""
-    if ex.dialect == "postgres":
-        sql = "UPDATE outbox SET published_at_ms = $1 WHERE id = ANY($2::bigint[])"
-        await ex.execute(sql, now_ms, list(ids))
-    else:
-        sql = f"UPDATE outbox SET published_at_ms = $1 WHERE id IN ({placeholders(len(ids), 2)})"
-        await ex.execute(sql, now_ms, *ids)
+    where, args = among(ex, "id", ids, 2)
+    await ex.execute(f"UPDATE outbox SET published_at_ms = $1 WHERE {where}", now_ms, *args)
 
 
 class OutboxRelay:
@@ -230,10 +226,8 @@ class OutboxRelay:
             await self._publish([delivery_pb2.DeliveryBatch.FromString(r["payload"]) for r in rows])
         except Exception:
             log.warning("outbox: publishing %d rows failed; will retry", len(ids), exc_info=True)
-            await ex.execute(
-                f"UPDATE outbox SET attempts = attempts + 1 WHERE id IN ({placeholders(len(ids))})",
-                *ids,
-            )
+            where, args = among(ex, "id", ids)
+            await ex.execute(f"UPDATE outbox SET attempts = attempts + 1 WHERE {where}", *args)
             return 0
         await mark_published(ex, ids, int(self._clock() * 1000))
         return len(ids)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from chat_service.adapters.rows import (
     MESSAGE_COLUMNS,
+    among,
     member_from_row,
     members_of,
     message_from_row,
@@ -119,10 +120,7 @@ async def members_of_chats(
     ex: Executor, chat_ids: Sequence[int]
 ) -> dict[int, tuple[ChatKind, list[int]]]:
     """chat id -> (kind, ascending member ids) for those of the chats that exist."""
-    where = "c.id = ANY($1::bigint[])" if ex.dialect == "postgres" else (
-        f"c.id IN ({placeholders(len(chat_ids))})"
-    )  # fmt: skip
-    args = [list(chat_ids)] if ex.dialect == "postgres" else list(chat_ids)
+    where, args = among(ex, "c.id", chat_ids)
     rows = await ex.fetch(
         "SELECT c.id AS chat_id, c.kind, m.user_id FROM chats c "
         f"JOIN chat_members m ON m.chat_id = c.id WHERE {where} ORDER BY c.id, m.user_id",

@@ -24,6 +24,15 @@ def placeholders(count: int, start: int = 1) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
 
 
+def among(ex: Executor, column: str, ids: Sequence[int], at: int = 1) -> tuple[str, list[Any]]:
+    """``column`` is one of ``ids``, as SQL for placeholder ``$at`` on, and its arguments:
+    one array parameter on PostgreSQL (the statement's text, and so asyncpg's cached plan,
+    is the same for any number of ids), a placeholder per id on SQLite."""
+    if ex.dialect == "postgres":
+        return f"{column} = ANY(${at}::bigint[])", [list(ids)]
+    return f"{column} IN ({placeholders(len(ids), at)})", list(ids)
+
+
 def body_columns(body: Body) -> tuple[int, str | None, bytes | None, bytes | None]:
     """The (body_kind, body_text, body_header, body_ciphertext) columns of a body."""
     if body.kind is BodyKind.TEXT:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from minitg.chat.v1 import chat_pb2, updates_pb2
 
-from chat_service.adapters.batch_sql import MemberChange
+from chat_service.adapters.batch_sql import SenderRead
 from chat_service.domain.model import Message, Outgoing
 from chat_service.wire import message_to_proto
 
@@ -45,23 +45,17 @@ class ChatBatch:
         return self._own
 
 
-def member_changes(live: Sequence[ChatBatch], sends: Sequence[Outgoing]) -> list[MemberChange]:
-    """Every member's unread change for ``live``'s chats: a sender's watermark moves to
-    their last message and their unread becomes what came after it; everyone else's
-    unread grows by the chat's message count."""
-    changes: list[MemberChange] = []
-    for batch in live:
-        k, own = len(batch.indexes), batch.own_positions(sends)
-        for user_id in batch.members:
-            positions = own.get(user_id)
-            if positions is None:
-                changes.append(MemberChange(batch.chat_id, user_id, k, False, 0))
-            else:
-                last = positions[-1]
-                changes.append(
-                    MemberChange(batch.chat_id, user_id, k - 1 - last, True, batch.first_seq + last)
-                )
-    return changes
+def sender_reads(live: Sequence[ChatBatch], sends: Sequence[Outgoing]) -> list[SenderRead]:
+    """Each sender's read mark in ``live``'s chats: their watermark moves to their last
+    message of the batch and their unread becomes the count of messages after it (every
+    other member's unread grows by the chat's message count, ``prepare_send``)."""
+    return [
+        SenderRead(
+            b.chat_id, user_id, len(b.indexes) - 1 - positions[-1], b.first_seq + positions[-1]
+        )
+        for b in live
+        for user_id, positions in b.own_positions(sends).items()
+    ]
 
 
 def new_message_updates(
