@@ -24,6 +24,7 @@ from load.runner import run_scenario
 from load.scenarios import PRESETS, Scenario, check
 from load.seed import control_users, register_users, timed
 from load.system import env_pairs, start_system
+from load.watch import stall_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -113,6 +114,9 @@ async def main_async(args: argparse.Namespace) -> int:
     print(report.table(results))
     for r in results:
         print(f"\n{r['scenario']} ({r['shape']}) processes:\n{report.process_table(r)}")
+        stalls = stall_text(r)
+        if stalls:
+            print(f"\nworst seconds (CPU %, GC ms, loop lag ms):\n{stalls}")
     if args.out and args.scenario != "bench":
         stamp = time.strftime("%Y%m%d-%H%M%S")
         report.write(results, args.out, stamp, f"# minitg load: {args.scenario}")

@@ -93,6 +93,8 @@ class ProcSampler:
         self.own = dict(own)  # label -> pid
         self.groups: dict[str, GroupUsage] = {}
         self._marked_at = time.monotonic()
+        self._sampled_at = self._marked_at
+        self.last: dict[str, float] = {}  # label -> CPU % between the last two samples
 
     def add(self, label: str, pid: int) -> None:
         self.own[label] = pid
@@ -100,9 +102,11 @@ class ProcSampler:
     def sample(self) -> None:
         """Read every process once: accumulate CPU ticks and RSS peaks per group."""
         members = {label: [pid] for label, pid in self.own.items()} | _named_pids()
+        now = time.monotonic()
+        elapsed, self._sampled_at = max(1e-6, now - self._sampled_at), now
         for label, pids in members.items():
             usage = self.groups.setdefault(label, GroupUsage())
-            rss = 0
+            rss, used = 0, 0
             for pid in pids:
                 stat = _stat(pid)
                 if stat is None:
@@ -111,8 +115,10 @@ class ProcSampler:
                 previous = usage.pid_ticks.get(pid)
                 usage.pid_ticks[pid] = ticks
                 if previous is not None:
-                    usage.ticks += max(0, ticks - previous)
+                    used += max(0, ticks - previous)
                 rss += pid_rss
+            usage.ticks += used
+            self.last[label] = round(100.0 * used / TICKS / elapsed, 1)
             usage.peak_rss = max(usage.peak_rss, rss)
             usage.start_rss = usage.start_rss or rss
             usage.processes = max(usage.processes, len(pids))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from load.client import Recorder
+from load.watch import stall_text
 from load.workers import SendReport
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def messages(sends: list[SendReport], receipts: list[Recorder], seconds: float) 
         "delivery_ms": percentiles(x for r in receipts for x in r.latencies_ms),
         "fanout_complete_ms": percentiles(complete),
         "acked_per_s": round(len(acked) / seconds, 1) if seconds else 0.0,
+        "first_send_s": int(min(sent_times)) if sent_times else 0,
         "deliveries_per_s": round(delivered / delivery_span, 1) if delivery_span else 0.0,
         # per second of the run: [seconds since the first send, deliveries, worst ms]
         "timeline": [
@@ -272,6 +274,12 @@ def write(results: list[dict[str, Any]], directory: Path, stamp: str, preamble: 
     body = [preamble, "", table(results), ""]
     for r in results:
         body += [f"### {r['scenario']} ({r['shape']}): processes", "", process_table(r), ""]
+        stalls = stall_text(r)
+        if stalls:
+            body += [
+                f"### {r['scenario']} ({r['shape']}): worst seconds (CPU %, GC ms, loop lag)",
+                "", "```", stalls, "```", "",
+            ]  # fmt: skip
     text = "\n".join(body)
     data = json.dumps({"stamp": stamp, "results": results}, indent=2, default=str)
     for name in (stamp, "latest"):

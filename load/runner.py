@@ -20,6 +20,7 @@ from load.profile import Profiler
 from load.scenarios import Scenario, layout, offline_devices, senders
 from load.seed import Device, control_chats, create_chats, timed
 from load.system import System
+from load.watch import Watch, worst_seconds
 from load.workers import ConnectReport, SendReport, WorkerPlan
 
 T = TypeVar("T")
@@ -32,6 +33,7 @@ class Run:
 
     def __init__(self, scenario: Scenario, system: System, sampler: ProcSampler) -> None:
         self.scenario, self.system, self.sampler = scenario, system, sampler
+        self.watch = Watch(sampler, system.metric_pages())
         self.phases: dict[str, float] = {}
         self.connects: list[ConnectReport] = []
         self.reconnects: list[ConnectReport] = []
@@ -91,7 +93,7 @@ async def run_scenario(
     pool = WorkerPool(plans(scenario, system, devices, chat_ids, workers))
     for label, pid in pool.pids().items():
         sampler.add(label, pid)
-    sampling = asyncio.create_task(_sample(sampler))
+    sampling = asyncio.create_task(run.watch.run())
     calls_before = await grpc_calls(system.metrics)
     try:
         await PHASES[scenario.kind](run, pool)
@@ -113,7 +115,11 @@ async def run_scenario(
     finally:
         sampling.cancel()
         await pool.close()
-    return report.summarize(run, receipts, usage, len(chats))
+    result = report.summarize(run, receipts, usage, len(chats))
+    m = result.get("messages")
+    if m and not run.steps:
+        m["worst_seconds"] = worst_seconds(m["timeline"], m["first_send_s"], run.watch.seconds)
+    return result
 
 
 async def _scrape(urls: list[str]) -> list[str]:
@@ -160,12 +166,6 @@ _BATCH_SAMPLE = re.compile(r'minitg_coalesced_batch_items_(count|sum)\{batch="([
 _CALL_SAMPLE = re.compile(
     r'minitg_grpc_server_handled_total\{[^}]*grpc_method="(\w+)"[^}]*\} (\S+)'
 )
-
-
-async def _sample(sampler: ProcSampler) -> None:
-    while True:
-        await asyncio.sleep(1.0)
-        sampler.sample()
 
 
 async def _connect(run: Run, pool: WorkerPool) -> None:
@@ -219,6 +219,9 @@ async def _ladder(run: Run, pool: WorkerPool) -> None:
         step = report.messages(sends, receipts, run.phases["send_s"])
         step["offered_rate"] = rate
         step["within_slo"] = report.within_slo(step, run.scenario.slo_p99_ms)
+        step["worst_seconds"] = worst_seconds(
+            step["timeline"], step["first_send_s"], run.watch.seconds
+        )
         run.steps.append(step)
         misses = 0 if step["within_slo"] else misses + 1
         if misses >= 2:

@@ -80,6 +80,16 @@ class System:
     def pids(self) -> dict[str, int]:
         return {p.label: p.popen.pid for p in self.procs}
 
+    def metric_pages(self) -> dict[str, str]:
+        """Every server's /metrics URL by label (a gateway serves it on its HTTP address;
+        the control has none)."""
+        if self.shape == "control":
+            return {}
+        labels = [p.label for p in self.procs if p.label.startswith(("gateway", "all"))]
+        return self.metrics | {
+            label: f"{base}/metrics" for label, base in zip(labels, self.gateways, strict=True)
+        }
+
     def gateway_pids(self) -> dict[str, int]:
         return {p.label: p.popen.pid for p in self.procs if p.label.startswith(("gateway", "all"))}
 

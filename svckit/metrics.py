@@ -168,7 +168,7 @@ def watch_gc_pauses() -> Callable[[str, dict[str, int]], None]:
     return hook
 
 
-async def watch_event_loop_lag(interval: float = 0.5) -> None:
+async def watch_event_loop_lag(interval: float = 0.1) -> None:
     """Measure scheduling delay forever (run as a background task)."""
     loop = asyncio.get_running_loop()
     while True:

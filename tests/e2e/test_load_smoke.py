@@ -45,6 +45,11 @@ def test_smoke_scenario_reports_every_message_delivered_once(tmp_path: Path) -> 
         assert {"p50", "p95", "p99", "max"} <= set(messages["delivery_ms"])
         assert "cpu_percent" in next(iter(result["processes"].values()))
     assert ("control", "embedded") == (control["shape"], ours["shape"])
+    # the worst seconds carry every process's CPU, and our server's own GC and loop lag
+    worst = ours["messages"]["worst_seconds"]
+    assert worst and worst[0]["worst_ms"] >= worst[-1]["worst_ms"]
+    assert any({"cpu", "gc_ms", "lag_ms"} <= set(s["processes"].get("all", {})) for s in worst)
+    assert "worst seconds (CPU %, GC ms, loop lag ms):" in done.stdout
     assert ours["ratio_to_control"]["throughput"] > 0
     assert "| LOST / DUPLICATED |" in done.stdout
 
