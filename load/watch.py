@@ -21,24 +21,28 @@ import aiohttp
 from load.procstat import ProcSampler
 
 _GC_SUM = re.compile(r'minitg_gc_pause_seconds_sum\{generation="(\d)"\} (\S+)')
+_GC_FULL = re.compile(r'minitg_gc_pause_seconds_count\{generation="2"\} (\S+)')
 _LAG_BUCKET = re.compile(r'minitg_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)')
 _GC_BUCKET = re.compile(r'minitg_gc_pause_seconds_bucket\{generation="\d",le="([^"]+)"\} (\S+)')
 
 
 def parse(text: str) -> dict[str, Any]:
-    """GC pause seconds summed over generations, and the cumulative bucket counts of
-    the GC pause and loop lag histograms (``le`` -> count), from one /metrics page."""
-    gc_seconds, lag, pauses = 0.0, dict[str, float](), dict[str, float]()
+    """GC pause seconds summed over generations, the number of full collections, and
+    the cumulative bucket counts of the GC pause and loop lag histograms (``le`` ->
+    count), from one /metrics page."""
+    gc_seconds, full, lag, pauses = 0.0, 0.0, dict[str, float](), dict[str, float]()
     for line in text.splitlines():
         if not line.startswith("minitg_"):
             continue
         if match := _GC_SUM.match(line):
             gc_seconds += float(match.group(2))
+        elif match := _GC_FULL.match(line):
+            full = float(match.group(1))
         elif match := _LAG_BUCKET.match(line):
             lag[match.group(1)] = float(match.group(2))
         elif match := _GC_BUCKET.match(line):
             pauses[match.group(1)] = pauses.get(match.group(1), 0.0) + float(match.group(2))
-    return {"gc_s": gc_seconds, "lag": lag, "gc": pauses}
+    return {"gc_s": gc_seconds, "full": full, "lag": lag, "gc": pauses}
 
 
 def worst_ms(before: dict[str, float], after: dict[str, float]) -> float:
@@ -56,7 +60,8 @@ def worst_ms(before: dict[str, float], after: dict[str, float]) -> float:
 
 class Watch:
     """Samples once per wall-clock second until cancelled; ``seconds`` holds the record:
-    unix second -> label -> {"cpu": %, "gc_ms": paused, "gc_worst_ms": .., "lag_ms": ..}."""
+    unix second -> label -> {"cpu": %, "gc_ms": paused, "gc_worst_ms": .., "gc_full":
+    full collections, "lag_ms": ..}."""
 
     def __init__(self, sampler: ProcSampler, pages: dict[str, str]) -> None:
         self.sampler, self.pages = sampler, pages
@@ -91,6 +96,7 @@ class Watch:
         return {
             "gc_ms": round((now["gc_s"] - before["gc_s"]) * 1000.0, 1),
             "gc_worst_ms": worst_ms(before["gc"], now["gc"]),
+            "gc_full": now["full"] - before["full"],
             "lag_ms": worst_ms(before["lag"], now["lag"]),
         }
 
@@ -133,7 +139,7 @@ def describe(seconds: list[dict[str, Any]]) -> str:
         for label, p in sorted(entry["processes"].items(), key=lambda kv: -kv[1].get("cpu", 0)):
             extra = "".join(
                 f" {name} {p[key]:g}" for key, name in
-                (("gc_ms", "gc"), ("gc_worst_ms", "gc<="), ("lag_ms", "lag<="))
+                (("gc_ms", "gc"), ("gc_worst_ms", "gc<="), ("gc_full", "full"), ("lag_ms", "lag<="))
                 if p.get(key)
             )  # fmt: skip
             parts.append(f"{label} {p.get('cpu', 0):g}%{extra}")

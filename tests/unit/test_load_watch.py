@@ -37,6 +37,7 @@ def test_parse_and_worst_give_the_pause_time_and_the_worst_bucket_between_readin
     after = parse(generate_latest(registry).decode())
     assert 74.0 == round((after["gc_s"] - before["gc_s"]) * 1000, 1)
     assert 100.0 == worst_ms(before["gc"], after["gc"])  # 70 ms lies in (50, 100]
+    assert (0.0, 1.0) == (before["full"], after["full"])
     assert 50.0 == worst_ms(before["lag"], after["lag"])  # 30 ms lies in (25, 50]
     assert 0.0 == worst_ms(after["lag"], after["lag"])
     lag.observe(9.0)  # beyond the top bucket
