@@ -24,7 +24,7 @@ from load.runner import run_scenario
 from load.scenarios import PRESETS, Scenario, check
 from load.seed import control_users, register_users, timed
 from load.system import env_pairs, start_system
-from load.watch import stall_text
+from load.watch import gc_text, stall_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -117,6 +117,8 @@ async def main_async(args: argparse.Namespace) -> int:
         stalls = stall_text(r)
         if stalls:
             print(f"\nworst seconds (CPU %, GC ms, loop lag ms):\n{stalls}")
+        if r.get("gc"):
+            print(f"\nGC pauses over the run:\n{gc_text(r['gc'])}")
     if args.out and args.scenario != "bench":
         stamp = time.strftime("%Y%m%d-%H%M%S")
         report.write(results, args.out, stamp, f"# minitg load: {args.scenario}")

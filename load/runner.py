@@ -116,6 +116,8 @@ async def run_scenario(
         sampling.cancel()
         await pool.close()
     result = report.summarize(run, receipts, usage, len(chats))
+    result["watch"] = {str(second): entry for second, entry in sorted(run.watch.seconds.items())}
+    result["gc"] = run.watch.gc_summary()
     m = result.get("messages")
     if m and not run.steps:
         m["worst_seconds"] = worst_seconds(m["timeline"], m["first_send_s"], run.watch.seconds)

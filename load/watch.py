@@ -20,29 +20,41 @@ import aiohttp
 
 from load.procstat import ProcSampler
 
-_GC_SUM = re.compile(r'minitg_gc_pause_seconds_sum\{generation="(\d)"\} (\S+)')
-_GC_FULL = re.compile(r'minitg_gc_pause_seconds_count\{generation="2"\} (\S+)')
+_GC = re.compile(
+    r'minitg_gc_pause_seconds_(sum|count|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)'
+)
 _LAG_BUCKET = re.compile(r'minitg_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)')
-_GC_BUCKET = re.compile(r'minitg_gc_pause_seconds_bucket\{generation="\d",le="([^"]+)"\} (\S+)')
 
 
 def parse(text: str) -> dict[str, Any]:
-    """GC pause seconds summed over generations, the number of full collections, and
-    the cumulative bucket counts of the GC pause and loop lag histograms (``le`` ->
-    count), from one /metrics page."""
-    gc_seconds, full, lag, pauses = 0.0, 0.0, dict[str, float](), dict[str, float]()
+    """From one /metrics page: per GC generation its collections, pause seconds and
+    cumulative bucket counts (``le`` -> count); the same buckets summed over the
+    generations; and the loop lag's buckets."""
+    gens: dict[str, dict[str, Any]] = {}
+    lag: dict[str, float] = {}
     for line in text.splitlines():
         if not line.startswith("minitg_"):
             continue
-        if match := _GC_SUM.match(line):
-            gc_seconds += float(match.group(2))
-        elif match := _GC_FULL.match(line):
-            full = float(match.group(1))
+        if match := _GC.match(line):
+            field, gen, le, value = match.groups()
+            entry = gens.setdefault(gen, {"sum": 0.0, "count": 0.0, "le": {}})
+            if field == "bucket":
+                entry["le"][le] = float(value)
+            else:
+                entry[field] = float(value)
         elif match := _LAG_BUCKET.match(line):
             lag[match.group(1)] = float(match.group(2))
-        elif match := _GC_BUCKET.match(line):
-            pauses[match.group(1)] = pauses.get(match.group(1), 0.0) + float(match.group(2))
-    return {"gc_s": gc_seconds, "full": full, "lag": lag, "gc": pauses}
+    pauses: dict[str, float] = {}
+    for entry in gens.values():
+        for le, count in entry["le"].items():
+            pauses[le] = pauses.get(le, 0.0) + count
+    return {
+        "gc_s": sum(e["sum"] for e in gens.values()),
+        "full": gens.get("2", {}).get("count", 0.0),
+        "gens": gens,
+        "gc": pauses,
+        "lag": lag,
+    }
 
 
 def worst_ms(before: dict[str, float], after: dict[str, float]) -> float:
@@ -67,6 +79,7 @@ class Watch:
         self.sampler, self.pages = sampler, pages
         self.seconds: dict[int, dict[str, dict[str, float]]] = {}
         self._last: dict[str, dict[str, Any]] = {}
+        self._first: dict[str, dict[str, Any]] = {}
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=0.8)
@@ -91,6 +104,7 @@ class Watch:
 
     def _delta(self, label: str, now: dict[str, Any]) -> dict[str, float]:
         before, self._last[label] = self._last.get(label), now
+        self._first.setdefault(label, now)
         if before is None:
             return {}
         return {
@@ -100,9 +114,24 @@ class Watch:
             "lag_ms": worst_ms(before["lag"], now["lag"]),
         }
 
-    def between(self, first: float, last: float) -> dict[int, dict[str, dict[str, float]]]:
-        """The record of the seconds from ``first`` to ``last`` (unix times)."""
-        return {s: v for s, v in self.seconds.items() if int(first) <= s <= int(last)}
+    def gc_summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per server and GC generation over the whole watch: collections, pause ms in
+        all, pauses over 25 ms and the worst pause's bucket bound."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for label, last in self._last.items():
+            first = self._first[label]["gens"]
+            for gen, now in sorted(last["gens"].items()):
+                before = first.get(gen, {"sum": 0.0, "count": 0.0, "le": {}})
+                collections = now["count"] - before["count"]
+                if collections:
+                    out.setdefault(label, {})[gen] = {
+                        "collections": collections,
+                        "ms": round((now["sum"] - before["sum"]) * 1000.0, 1),
+                        "over_25ms": collections
+                        - (now["le"]["0.025"] - before["le"].get("0.025", 0.0)),
+                        "worst_ms": worst_ms(before["le"], now["le"]),
+                    }
+        return out
 
 
 def worst_seconds(
@@ -162,3 +191,16 @@ def stall_text(result: dict[str, Any]) -> str:
             )
             lines += ["  " + line for line in describe(seconds).splitlines()]
     return "\n".join(lines)
+
+
+def gc_text(summary: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One line per server: each generation's collections, total pause, pauses over
+    25 ms and the worst pause's bound."""
+    return "\n".join(
+        f"{label}: " + "; ".join(
+            f"gen{g} {v['collections']:g} x, {v['ms']:g} ms, {v['over_25ms']:g} over 25 ms,"
+            f" worst <= {v['worst_ms']:g} ms"
+            for g, v in gens.items()
+        )
+        for label, gens in sorted(summary.items())
+    )  # fmt: skip

@@ -167,6 +167,7 @@ class Config:
     auto_migrate: bool
     otlp_endpoint: str
     trace_sample_ratio: float
+    gc_thresholds: tuple[int, int, int]
     auth: AuthConfig
     rates: RateLimits
     messaging: MessagingConfig
@@ -210,6 +211,7 @@ class Config:
             ),
             otlp_endpoint=env.get("MINITG_OTLP_ENDPOINT", "", str.strip),
             trace_sample_ratio=env.get("MINITG_TRACE_SAMPLE_RATIO", "1", ratio),
+            gc_thresholds=env.get("MINITG_GC_THRESHOLDS", "50000,20,20", gc_thresholds),
             auth=_auth_config(env, database_url),
             rates=_rate_limits(env),
             messaging=_messaging(env),
@@ -310,3 +312,11 @@ def is_embedded_url(url: str) -> bool:
 
 def _optional_hostport(text: str) -> HostPort | None:
     return HostPort.parse(text) if text.strip() else None
+
+
+def gc_thresholds(text: str) -> tuple[int, int, int]:
+    """Three positive integers, ``gc.set_threshold``'s arguments: ``"50000,20,20"``."""
+    parts = [positive_int(part.strip()) for part in text.split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"expected three comma-separated positive integers, got {text!r}")
+    return parts[0], parts[1], parts[2]

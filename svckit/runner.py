@@ -105,13 +105,10 @@ def roles_for(target: str) -> tuple[str, ...]:
 # stopped a loaded gateway for 0.4 s every 15-20 s. Young generations 50,000 objects
 # deep let short-lived objects die young; what the process built at startup is frozen
 # out of every collection.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
-def tune_gc() -> None:
+def tune_gc(thresholds: tuple[int, int, int]) -> None:
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*thresholds)
 
 
 async def serve(cfg: Config, target: str) -> int:
@@ -139,7 +136,7 @@ async def serve(cfg: Config, target: str) -> int:
             endpoint = MetricsEndpoint(cfg.metrics_addr)
             await endpoint.start()
             started.append(endpoint)
-        tune_gc()
+        tune_gc(cfg.gc_thresholds)
         where = {f"{r.name}.{k}": v for r in started for k, v in r.describe().items()}
         log.info("minitg ready", extra={"fields": {"target": target, **where}})
         await stop.wait()

@@ -19,6 +19,8 @@ def test_embedded_defaults() -> None:
     assert HostPort("0.0.0.0", 8080) == cfg.http_addr
     assert cfg.auto_migrate is True
     assert cfg.auth_target == "127.0.0.1:50051"
+    assert (50_000, 20, 20) == cfg.gc_thresholds
+    assert (700, 10, 5) == Config.from_environ({"MINITG_GC_THRESHOLDS": "700, 10,5"}).gc_thresholds
 
 
 def test_postgres_disables_auto_migrate_by_default() -> None:
@@ -43,6 +45,9 @@ def test_postgres_disables_auto_migrate_by_default() -> None:
         ("MINITG_AUTO_MIGRATE", "maybe"),
         ("MINITG_BROKER_QUEUE_TYPE", "stream"),
         ("MINITG_POD_ID", "has space"),
+        ("MINITG_GC_THRESHOLDS", "50000,20"),
+        ("MINITG_GC_THRESHOLDS", "50000,0,20"),
+        ("MINITG_GC_THRESHOLDS", "many,20,20"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
