@@ -14,13 +14,14 @@ from gateway.app import create_app
 from gateway.clients import ServiceClients
 from gateway.delivery import DeliveryConsumer, announce_session_end, queue_name
 from gateway.deps import GatewayAuth, GatewayDeps
+from gateway.heap import HeapKeeper
 from gateway.listen import listen
 from gateway.presence_reporter import PresenceReporter
 from gateway.ratelimit import RateLimiter
 from gateway.relays import AckRelay, SendRelay, StateReader
 from gateway.ws_dispatch import Dispatcher
 from gateway.ws_handler import WsRuntime
-from gateway.ws_hub import CloseCode, Hub
+from gateway.ws_hub import CloseCode, Connection, Hub
 from gateway.ws_maintenance import Maintenance
 from svckit import metrics
 from svckit.auth_client import remote_authenticator
@@ -54,7 +55,14 @@ class GatewayRole:
         registry = ConnectionRegistry(registry_state, cfg.messaging.registry_ttl_seconds)
         hub = self._hub = Hub(cfg.pod_id, registry)
         reporter = PresenceReporter(deps.clients, cfg.pod_id, cfg.messaging.internal_token)
-        hub.on_change = reporter.connection_changed
+        heap = HeapKeeper(cfg.gc_freeze_seconds, cfg.gc_full_seconds)
+
+        def connection_changed(conn: Connection, up: bool) -> None:
+            reporter.connection_changed(conn, up)
+            if not up:
+                heap.socket_closed()
+
+        hub.on_change = connection_changed
         authenticator = deps.authn.authenticator
         relay = SendRelay(
             deps.clients.chat,
@@ -102,6 +110,8 @@ class GatewayRole:
             cfg.messaging.session_recheck_seconds,
         )
         self._background(reporter.run(), maintenance.run())
+        if cfg.gc_freeze_seconds > 0:
+            self._background(heap.run())
         stack.push_async_callback(reporter.flush)
         await self._serve(create_app(deps, runtime))
 

@@ -168,6 +168,8 @@ class Config:
     otlp_endpoint: str
     trace_sample_ratio: float
     gc_thresholds: tuple[int, int, int]
+    gc_freeze_seconds: float
+    gc_full_seconds: float
     auth: AuthConfig
     rates: RateLimits
     messaging: MessagingConfig
@@ -212,6 +214,8 @@ class Config:
             otlp_endpoint=env.get("MINITG_OTLP_ENDPOINT", "", str.strip),
             trace_sample_ratio=env.get("MINITG_TRACE_SAMPLE_RATIO", "1", ratio),
             gc_thresholds=env.get("MINITG_GC_THRESHOLDS", "50000,20,20", gc_thresholds),
+            gc_freeze_seconds=env.get("MINITG_GC_FREEZE_SECONDS", "1", non_negative),
+            gc_full_seconds=env.get("MINITG_GC_FULL_SECONDS", "600", positive),
             auth=_auth_config(env, database_url),
             rates=_rate_limits(env),
             messaging=_messaging(env),

@@ -1,0 +1,73 @@
+"""The gateway's heap keeper: live objects frozen, cycles of closed sockets collected later.
+
+These tests run the real collector of the test process (no stand-in), so every test
+leaves it as it found it: unfrozen, thresholds untouched.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.heap import CLOSES_PER_FULL, HeapKeeper
+
+
+class _Node:
+    """A member of a reference cycle (a closed socket's objects point at each other)."""
+
+    def __init__(self) -> None:
+        self.partner: _Node | None = None
+
+
+def _cycle() -> weakref.ref[_Node]:
+    a, b = _Node(), _Node()
+    a.partner, b.partner = b, a
+    return weakref.ref(a)
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen_afterwards() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+
+
+def test_a_tick_freezes_what_is_alive_and_young_collections_skip_it() -> None:
+    keeper = HeapKeeper(1.0, 600.0, clock=lambda: 0.0)
+    garbage = _cycle()
+    keeper.tick()
+    assert gc.get_freeze_count() > 0
+    assert not any(isinstance(o, _Node) for o in gc.get_objects(0))  # not young any more
+    gc.collect()
+    assert garbage() is not None  # a frozen cycle waits for the keeper's full collection
+    assert 0 == keeper.full_collections
+
+
+def test_enough_closed_sockets_bring_a_full_collection_of_frozen_cycles() -> None:
+    keeper = HeapKeeper(1.0, 600.0, clock=lambda: 0.0)
+    garbage = _cycle()
+    keeper.tick()
+    for _ in range(CLOSES_PER_FULL - 1):
+        keeper.socket_closed()
+    keeper.tick()
+    assert garbage() is not None and 0 == keeper.full_collections
+    keeper.socket_closed()
+    keeper.tick()
+    assert garbage() is None
+    assert 1 == keeper.full_collections
+    assert gc.get_freeze_count() > 0  # what survived is frozen again
+
+
+def test_full_collections_also_come_on_time_without_closes() -> None:
+    now = [0.0]
+    keeper = HeapKeeper(1.0, 600.0, clock=lambda: now[0])
+    garbage = _cycle()
+    keeper.tick()
+    now[0] = 599.0
+    keeper.tick()
+    assert garbage() is not None
+    now[0] = 600.0
+    keeper.tick()
+    assert garbage() is None and 1 == keeper.full_collections
