@@ -42,6 +42,7 @@ from svckit.ports import Database
 
 KIND_CACHE_SIZE = 100_000
 MAX_CHATS_PER_LOOKUP = 1000
+MAX_USERS_PER_LOOKUP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,15 @@ class ChatUseCases:
         if user_id < 1:
             raise InvalidField("user_id", "user_id must be at least 1")
         return await queries.peers(self._db, user_id)
+
+    async def peers_of(self, user_ids: Sequence[int]) -> dict[int, list[int]]:
+        """Several users' peers in one query: every distinct user once, ascending, the ones
+        without peers with an empty list."""
+        if not 1 <= len(user_ids) <= MAX_USERS_PER_LOOKUP or min(user_ids) < 1:
+            raise InvalidField(
+                "user_ids", f"user_ids must hold 1 to {MAX_USERS_PER_LOOKUP} ids, each >= 1"
+            )
+        return await queries.peers_of_users(self._db, sorted(set(user_ids)))
 
     async def chats_members(self, chat_ids: Sequence[int]) -> dict[int, tuple[ChatKind, list[int]]]:
         """Several chats' kinds and members in one query (the unknown ones left out)."""

@@ -143,3 +143,26 @@ async def peers(ex: Executor, user_id: int, limit: int = MAX_PEERS) -> list[int]
         limit,
     )
     return [int(r["user_id"]) for r in rows]
+
+
+async def peers_of_users(
+    ex: Executor, user_ids: Sequence[int], limit: int = MAX_PEERS
+) -> dict[int, list[int]]:
+    """user id -> ``peers`` of that user, for every one of ``user_ids`` (an empty list for a
+    user without peers), in one query: each user's cap is applied by the database, so a
+    user in huge groups costs at most ``limit`` rows."""
+    where, args = among(ex, "m.user_id", user_ids)
+    rows = await ex.fetch(
+        "SELECT asker, peer FROM ("
+        " SELECT asker, peer, ROW_NUMBER() OVER (PARTITION BY asker ORDER BY peer) AS n FROM ("
+        "  SELECT DISTINCT m.user_id AS asker, o.user_id AS peer FROM chat_members m"
+        "  JOIN chat_members o ON o.chat_id = m.chat_id"
+        f"  WHERE {where} AND o.user_id <> m.user_id) pairs) ranked"
+        f" WHERE n <= ${len(args) + 1} ORDER BY asker, peer",
+        *args,
+        limit,
+    )
+    found: dict[int, list[int]] = {u: [] for u in user_ids}
+    for row in rows:
+        found[int(row["asker"])].append(int(row["peer"]))
+    return found

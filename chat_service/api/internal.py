@@ -15,7 +15,8 @@ MAX_STATES = 1000
 
 
 class InternalRpcs:
-    """GetStates, ListPeers, GetChatMembers and BatchGetChatMembers; mixed into ChatServicer."""
+    """GetStates, ListPeers, BatchListPeers, GetChatMembers and BatchGetChatMembers; mixed
+    into ChatServicer."""
 
     _cases: ChatUseCases
     _internal_token: str
@@ -38,6 +39,18 @@ class InternalRpcs:
     async def ListPeers(self, request: Any, context: Any) -> chat_service_pb2.ListPeersResponse:
         require_service_caller(context.invocation_metadata(), self._internal_token)
         return chat_service_pb2.ListPeersResponse(user_ids=await self._cases.peers(request.user_id))
+
+    async def BatchListPeers(
+        self, request: Any, context: Any
+    ) -> chat_service_pb2.BatchListPeersResponse:
+        require_service_caller(context.invocation_metadata(), self._internal_token)
+        found = await self._cases.peers_of(list(request.user_ids))
+        return chat_service_pb2.BatchListPeersResponse(
+            users=[
+                chat_service_pb2.UserPeers(user_id=user_id, peer_ids=peers)
+                for user_id, peers in sorted(found.items())
+            ]
+        )
 
     async def GetChatMembers(
         self, request: Any, context: Any

@@ -1,11 +1,12 @@
 """Who shares chats with whom: the chat service, seen through a small port.
 
 Presence owns no membership data (each service owns its tables); it asks the chat service
-over gRPC with the internal service credential: ``ListPeers``, ``GetChatMembers`` for
-a chat's kind and members, and ``BatchGetChatMembers`` for the chats of a whole batch of
-acks in one call. A caller who is not among the members gets CHAT_NOT_FOUND,
-exactly what the chat service would answer them; so acks relayed by a gateway (which
-carry no user token) are checked the same way as a user's own calls.
+over gRPC with the internal service credential: ``BatchListPeers`` for the peers of every
+user whose presence changed at once, ``GetChatMembers`` for a chat's kind and members, and
+``BatchGetChatMembers`` for the chats of a whole batch of acks in one call. A caller who
+is not among the members gets CHAT_NOT_FOUND, exactly what the chat service would answer
+them; so acks relayed by a gateway (which carry no user token) are checked the same way as
+a user's own calls.
 
 Chats are cached for ``cache_seconds`` (``MINITG_MEMBER_CACHE_SECONDS``): a cached chat
 is used only when the caller is among its members; otherwise the chat service is asked.
@@ -28,7 +29,7 @@ from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
 from svckit.authn import Principal, service_metadata
 from svckit.errors import DomainError, details_from_rpc_error
 
-BATCH_LOOKUP = 1000  # chats per BatchGetChatMembers call (the service's limit)
+BATCH_LOOKUP = 1000  # ids per BatchGetChatMembers or BatchListPeers call (the service's limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +44,10 @@ class ChatInfo:
 class ChatDirectory(Protocol):
     """Membership questions presence asks the chat service."""
 
-    async def list_peers(self, user_id: int) -> list[int]:
-        """Every user who shares at least one chat with ``user_id`` (never the user)."""
+    async def peers_of(self, user_ids: Collection[int]) -> dict[int, list[int]]:
+        """user id -> every user who shares at least one chat with them (never the user),
+        for each of ``user_ids`` (an empty list for a user without peers). All or nothing:
+        DomainError when the chat service cannot answer for some of them."""
         ...
 
     async def chat(self, chat_id: int, caller: Principal) -> ChatInfo:
@@ -89,14 +92,20 @@ class GrpcChatDirectory:
         self._cache_seconds, self._capacity, self._clock = cache_seconds, capacity, clock
         self._cache: OrderedDict[int, tuple[ChatInfo, float]] = OrderedDict()
 
-    async def list_peers(self, user_id: int) -> list[int]:
-        try:
-            reply = await self._stub.ListPeers(
-                chat_service_pb2.ListPeersRequest(user_id=user_id), metadata=self._service_md
+    async def peers_of(self, user_ids: Collection[int]) -> dict[int, list[int]]:
+        ids = sorted(set(user_ids))
+        found: dict[int, list[int]] = {u: [] for u in ids}
+        for start in range(0, len(ids), BATCH_LOOKUP):
+            request = chat_service_pb2.BatchListPeersRequest(
+                user_ids=ids[start : start + BATCH_LOOKUP]
             )
-        except aio.AioRpcError as exc:
-            raise _passed_through(exc) from None
-        return [u for u in reply.user_ids if u != user_id]
+            try:
+                reply = await self._stub.BatchListPeers(request, metadata=self._service_md)
+            except aio.AioRpcError as exc:
+                raise _passed_through(exc) from None
+            for entry in reply.users:
+                found[entry.user_id] = [u for u in entry.peer_ids if u != entry.user_id]
+        return found
 
     def _cached(self, chat_id: int, users: Collection[int], now: float) -> ChatInfo | None:
         """The cached chat if it is fresh and every one of ``users`` is among its members

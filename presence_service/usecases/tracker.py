@@ -35,7 +35,6 @@ from svckit.ports import StorageError
 log = logging.getLogger("minitg.presence")
 
 OfflineHook = Callable[[Sequence[int]], Awaitable[None]]
-_PEER_LOOKUPS = 32  # concurrent ListPeers calls when many users change at once
 _MAX_SLEEP = 1.0
 
 
@@ -136,7 +135,8 @@ class PresenceTracker:
 
     async def _publish(self, user_ids: list[int]) -> None:
         """Tell the online peers of every user whose state differs from what they were
-        last told."""
+        last told; the peers of all of them come from one batched lookup (a burst of
+        10,000 connects costs 10 BatchListPeers calls, not 10,000 ListPeers)."""
         now = self._now_ms()
         state = await self._conns.load(user_ids)
         online = {u: presence.is_online(state[u], now) for u in user_ids}
@@ -146,16 +146,11 @@ class PresenceTracker:
         await self._conns.set_published({u: online[u] for u in changed})
         seen = await self._store.last_seen([u for u in changed if not online[u]])
         events = [PresenceEvent(u, online[u], 0 if online[u] else seen.get(u, 0)) for u in changed]
-        gate = asyncio.Semaphore(_PEER_LOOKUPS)
-
-        async def push_for(event: PresenceEvent) -> Push | None:
-            async with gate:
-                try:
-                    peers = await self._chats.list_peers(event.user_id)
-                except DomainError as exc:
-                    log.warning("ListPeers(%d) failed (%s); change not pushed", event.user_id, exc)
-                    return None
-            return Push(event, tuple(peers))
-
-        pushes = [p for p in await asyncio.gather(*(push_for(e) for e in events)) if p]
-        await self._fanout.publish(pushes)
+        try:
+            peers = await self._chats.peers_of(changed)
+        except DomainError as exc:
+            log.warning(
+                "BatchListPeers for %d users failed (%s); changes not pushed", len(changed), exc
+            )
+            return
+        await self._fanout.publish([Push(e, tuple(peers.get(e.user_id, ()))) for e in events])

@@ -562,6 +562,31 @@ async def test_batch_get_chat_members_answers_many_chats_at_once(chat: Chat) -> 
         assert ("INVALID_FIELD", {"field": "chat_ids"}) == await reason_of(refused)
 
 
+async def test_batch_list_peers_answers_many_users_at_once(chat: Chat) -> None:
+    """BatchListPeers: every distinct asked user once, ascending, with their peers
+    ascending and de-duplicated (never themself), users without peers with an empty list;
+    a user's token, no ids, too many ids or an id below 1 are refused."""
+    a, b, c, lonely = await chat.users(4)
+    await direct(chat, a, b)
+    await group(chat, a, c, b)
+    service = (("authorization", f"Service {chat.system.cfg.messaging.internal_token}"),)
+    asked = [c.id, 10**12, a.id, lonely.id, c.id]
+    reply = await chat.stub.BatchListPeers(
+        CS.BatchListPeersRequest(user_ids=asked), metadata=service
+    )
+    expected = {a.id: sorted([b.id, c.id]), c.id: sorted([a.id, b.id]), lonely.id: []}
+    assert sorted((expected | {10**12: []}).items()) == [
+        (u.user_id, list(u.peer_ids)) for u in reply.users
+    ]
+    as_user = chat.stub.BatchListPeers(
+        CS.BatchListPeersRequest(user_ids=[a.id]), metadata=a.metadata()
+    )
+    assert ("PERMISSION_DENIED", {}) == await reason_of(as_user)
+    for bad in ([], list(range(1, 1002)), [a.id, 0]):
+        refused = chat.stub.BatchListPeers(CS.BatchListPeersRequest(user_ids=bad), metadata=service)
+        assert ("INVALID_FIELD", {"field": "user_ids"}) == await reason_of(refused)
+
+
 async def test_send_fans_out_to_the_members_pod(chat: Chat) -> None:
     """A send reaches the members' pod with per-member patches, minus the sending session."""
     a, b = await chat.users(2)

@@ -100,6 +100,57 @@ async def test_presence_pushed_only_to_online_peers(shape: str, tmp_path: Path) 
         assert [] == await pod.quiet(0.5)
 
 
+async def test_users_coming_online_together_cost_one_peer_lookup(
+    shape: str, tmp_path: Path
+) -> None:
+    """Users whose state changes in one debounce window have their peers looked up in one
+    BatchListPeers call, and each change still reaches exactly that user's online peers."""
+    async with presence_rig(shape, tmp_path) as rig:
+        alice, bob, carol, dan, erin = [await rig.system.register(n) for n in "abcde"]
+        rig.chats.add_chat([alice, bob, carol])
+        rig.chats.add_chat([dan, erin], direct=True)
+        pod = await rig.pod()
+        await pod.hold(alice, bob, carol, dan, erin)
+        await rig.report("pod-a", *(event(u, CONNECTED) for u in (alice, bob, dan)))
+        items = [await pod.next_item() for _ in range(3)]
+        assert {
+            (alice.id, True, tuple(sorted([bob.id, carol.id]))),
+            (bob.id, True, tuple(sorted([alice.id, carol.id]))),
+            (dan.id, True, (erin.id,)),
+        } == {
+            (
+                i.presence_changed.presence.user_id,
+                i.presence_changed.presence.online,
+                tuple(sorted(r.user_id for r in i.recipients)),
+            )
+            for i in items
+        }
+        assert [[alice.id, bob.id, dan.id]] == rig.chats.peer_lookups
+        assert [] == await pod.quiet(0.5)
+
+
+async def test_peer_lookups_of_a_connect_burst_take_1000_users_a_call(
+    shape: str, tmp_path: Path
+) -> None:
+    """2,500 users coming online together cost three BatchListPeers calls (the chat
+    service's limit is 1,000 ids a call), each user asked about once."""
+    async with presence_rig(shape, tmp_path, MINITG_REGISTRY_TTL_SECONDS="30") as rig:
+        users = range(1_000_000, 1_002_500)
+        await rig.report(
+            "pod-big",
+            *(
+                presence_pb2.ConnectionEvent(user_id=u, session_id=f"s{u}", kind=CONNECTED)
+                for u in users
+            ),
+        )
+        for _ in range(50):
+            if sum(map(len, rig.chats.peer_lookups)) >= len(users):
+                break
+            await asyncio.sleep(0.1)
+        assert [1000, 1000, 500] == [len(ids) for ids in rig.chats.peer_lookups]
+        assert list(users) == [u for ids in rig.chats.peer_lookups for u in ids]
+
+
 async def test_flapping_within_debounce_publishes_nothing(shape: str, tmp_path: Path) -> None:
     """A reconnect, or a short-lived connection, within the debounce window is not pushed."""
     async with presence_rig(shape, tmp_path) as rig:

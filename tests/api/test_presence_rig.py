@@ -1,10 +1,11 @@
 """The presence api tests' rig: a running system, a chat-service double, fake gateway pods.
 
 The chat-service double is a real grpc.aio server on 127.0.0.1:0 answering
-``GetChatMembers`` and ``ListPeers`` (both service credential only) from
-chats the test declares, so presence is tested against its real wire contract without
-depending on the chat service's progress. A fake pod is a real queue on the system's bus
-bound to a fresh pod id, plus registry entries for its users, as a gateway writes them.
+``GetChatMembers``, ``BatchGetChatMembers`` and ``BatchListPeers`` (service credential
+only) from chats the test declares and recording the batched calls, so presence is tested
+against its real wire contract without depending on the chat service's progress. A fake
+pod is a real queue on the system's bus bound to a fresh pod id, plus registry entries for
+its users, as a gateway writes them.
 (Named ``test_*`` only because the files of this suite must be; it holds no tests.)
 """
 
@@ -44,7 +45,8 @@ FAST_ENV = {
 
 
 class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
-    """GetChatMembers, BatchGetChatMembers and ListPeers over chats declared by the test."""
+    """GetChatMembers, BatchGetChatMembers and BatchListPeers over chats declared by the
+    test."""
 
     def __init__(self) -> None:
         self.chats: dict[
@@ -52,6 +54,7 @@ class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
         ] = {}  # id -> kind, members
         self._next_id = 100
         self.batch_lookups: list[list[int]] = []  # the chat ids of each BatchGetChatMembers
+        self.peer_lookups: list[list[int]] = []  # the user ids of each BatchListPeers
 
     def add_chat(self, members: Iterable[User], *, direct: bool = False) -> int:
         self._next_id += 1
@@ -85,11 +88,20 @@ class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
             ]
         )
 
-    async def ListPeers(self, request: Any, context: Any) -> chat_service_pb2.ListPeersResponse:
+    async def BatchListPeers(
+        self, request: Any, context: Any
+    ) -> chat_service_pb2.BatchListPeersResponse:
         await _require_service(context)
-        peers = {m for _, ms in self.chats.values() if request.user_id in ms for m in ms}
-        peers.discard(request.user_id)
-        return chat_service_pb2.ListPeersResponse(user_ids=sorted(peers))
+        asked = sorted(set(request.user_ids))
+        self.peer_lookups.append(asked)
+        return chat_service_pb2.BatchListPeersResponse(
+            users=[chat_service_pb2.UserPeers(user_id=u, peer_ids=self._peers(u)) for u in asked]
+        )
+
+    def _peers(self, user_id: int) -> list[int]:
+        peers = {m for _, ms in self.chats.values() if user_id in ms for m in ms}
+        peers.discard(user_id)
+        return sorted(peers)
 
 
 async def _require_service(context: Any) -> None:

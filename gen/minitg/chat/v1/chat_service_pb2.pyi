@@ -1202,3 +1202,79 @@ class ChatMembers(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatMembers: _TypeAlias = ChatMembers  # noqa: Y015
+
+@_typing.final
+class BatchListPeersRequest(_message.Message):
+    """The input of BatchListPeers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The users whose peers to return: 1 to 1000 ids, each at least 1; a repeated id is answered once."""
+
+    def __init__(
+        self,
+        *,
+        user_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchListPeersRequest: _TypeAlias = BatchListPeersRequest  # noqa: Y015
+
+@_typing.final
+class BatchListPeersResponse(_message.Message):
+    """The result of BatchListPeers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserPeers]:
+        """One entry per distinct requested user, in ascending user id, including users without peers."""
+
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[Global___UserPeers] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchListPeersResponse: _TypeAlias = BatchListPeersResponse  # noqa: Y015
+
+@_typing.final
+class UserPeers(_message.Message):
+    """One user's peers, as BatchListPeers returns them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PEER_IDS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The requested user's id."""
+    @_builtins.property
+    def peer_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The ids of the users sharing at least one chat with this user, ascending, without duplicates, never the user themself, at most 10000; empty when the user has no peers."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        peer_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["peer_ids", b"peer_ids", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserPeers: _TypeAlias = UserPeers  # noqa: Y015

@@ -30,7 +30,7 @@ class ChatServiceStub:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -134,6 +134,11 @@ class ChatServiceStub:
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.SerializeToString,
                 response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.FromString,
                 _registered_method=True)
+        self.BatchListPeers = channel.unary_unary(
+                '/minitg.chat.v1.ChatService/BatchListPeers',
+                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersRequest.SerializeToString,
+                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -141,7 +146,7 @@ class ChatServiceServicer:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -372,6 +377,21 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchListPeers(self, request, context):
+        """Returns the peers of up to 1000 users in one call, for the presence service's fan-out when many users go online or offline at once; internal, service credential only.
+
+        Each user's peers are exactly what ListPeers returns for that user: everyone sharing at
+        least one chat with them, ascending, never the user themself, capped at 10000 ids (the
+        lowest ids win). Every distinct requested user gets one entry, so a user without peers
+        (an unknown user too) is answered with an empty list rather than left out. The whole
+        batch is answered by one database query.
+        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no user ids, more than
+        1000, or an id below 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -465,6 +485,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.FromString,
                     response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.SerializeToString,
             ),
+            'BatchListPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchListPeers,
+                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersRequest.FromString,
+                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'minitg.chat.v1.ChatService', rpc_method_handlers)
@@ -478,7 +503,7 @@ class ChatService:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -962,6 +987,33 @@ class ChatService:
             '/minitg.chat.v1.ChatService/BatchGetChatMembers',
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.SerializeToString,
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchListPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minitg.chat.v1.ChatService/BatchListPeers',
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersRequest.SerializeToString,
+            minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,7 +31,7 @@ class ChatServiceStub:
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -193,6 +193,17 @@ class ChatServiceStub:
     Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
     1000, or an id below 1).
     """
+    BatchListPeers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.BatchListPeersRequest, _chat_service_pb2.BatchListPeersResponse]
+    """Returns the peers of up to 1000 users in one call, for the presence service's fan-out when many users go online or offline at once; internal, service credential only.
+
+    Each user's peers are exactly what ListPeers returns for that user: everyone sharing at
+    least one chat with them, ascending, never the user themself, capped at 10000 ids (the
+    lowest ids win). Every distinct requested user gets one entry, so a user without peers
+    (an unknown user too) is answered with an empty list rather than left out. The whole
+    batch is answered by one database query.
+    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no user ids, more than
+    1000, or an id below 1).
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -200,7 +211,7 @@ class ChatServiceAsyncStub(ChatServiceStub):
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -359,13 +370,24 @@ class ChatServiceAsyncStub(ChatServiceStub):
     Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
     1000, or an id below 1).
     """
+    BatchListPeers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.BatchListPeersRequest, _chat_service_pb2.BatchListPeersResponse]  # type: ignore[assignment]
+    """Returns the peers of up to 1000 users in one call, for the presence service's fan-out when many users go online or offline at once; internal, service credential only.
+
+    Each user's peers are exactly what ListPeers returns for that user: everyone sharing at
+    least one chat with them, ascending, never the user themself, capped at 10000 ids (the
+    lowest ids win). Every distinct requested user gets one entry, so a user without peers
+    (an unknown user too) is answered with an empty list rather than left out. The whole
+    batch is answered by one database query.
+    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no user ids, more than
+    1000, or an id below 1).
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """ChatService owns chats, membership, messages and every user's update log.
 
     Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
     the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers) take the internal service credential
+    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
     instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
     member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
     PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
@@ -628,6 +650,23 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         A chat that does not exist is left out of the answer instead of failing the call, so
         one unknown id does not hide the others.
         Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
+        1000, or an id below 1).
+        """
+
+    @_abc_1.abstractmethod
+    def BatchListPeers(
+        self,
+        request: _chat_service_pb2.BatchListPeersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.BatchListPeersResponse, _abc.Awaitable[_chat_service_pb2.BatchListPeersResponse]]:
+        """Returns the peers of up to 1000 users in one call, for the presence service's fan-out when many users go online or offline at once; internal, service credential only.
+
+        Each user's peers are exactly what ListPeers returns for that user: everyone sharing at
+        least one chat with them, ascending, never the user themself, capped at 10000 ids (the
+        lowest ids win). Every distinct requested user gets one entry, so a user without peers
+        (an unknown user too) is answered with an empty list rather than left out. The whole
+        batch is answered by one database query.
+        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no user ids, more than
         1000, or an id below 1).
         """
 
