@@ -48,6 +48,8 @@ def test_postgres_disables_auto_migrate_by_default() -> None:
         ("MINITG_GC_THRESHOLDS", "50000,20"),
         ("MINITG_GC_THRESHOLDS", "50000,0,20"),
         ("MINITG_GC_THRESHOLDS", "many,20,20"),
+        ("MINITG_GC_FREEZE_SECONDS", "-1"),
+        ("MINITG_GC_FULL_SECONDS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
