@@ -213,7 +213,7 @@ class Config:
             ),
             otlp_endpoint=env.get("MINITG_OTLP_ENDPOINT", "", str.strip),
             trace_sample_ratio=env.get("MINITG_TRACE_SAMPLE_RATIO", "1", ratio),
-            gc_thresholds=env.get("MINITG_GC_THRESHOLDS", "50000,20,20", gc_thresholds),
+            gc_thresholds=env.get("MINITG_GC_THRESHOLDS", "10000,20,20", gc_thresholds),
             gc_freeze_seconds=env.get("MINITG_GC_FREEZE_SECONDS", "1", non_negative),
             gc_full_seconds=env.get("MINITG_GC_FULL_SECONDS", "600", positive),
             auth=_auth_config(env, database_url),
@@ -319,7 +319,7 @@ def _optional_hostport(text: str) -> HostPort | None:
 
 
 def gc_thresholds(text: str) -> tuple[int, int, int]:
-    """Three positive integers, ``gc.set_threshold``'s arguments: ``"50000,20,20"``."""
+    """Three positive integers, ``gc.set_threshold``'s arguments: ``"10000,20,20"``."""
     parts = [positive_int(part.strip()) for part in text.split(",")]
     if len(parts) != 3:
         raise ValueError(f"expected three comma-separated positive integers, got {text!r}")

@@ -19,7 +19,7 @@ def test_embedded_defaults() -> None:
     assert HostPort("0.0.0.0", 8080) == cfg.http_addr
     assert cfg.auto_migrate is True
     assert cfg.auth_target == "127.0.0.1:50051"
-    assert (50_000, 20, 20) == cfg.gc_thresholds
+    assert (10_000, 20, 20) == cfg.gc_thresholds
     assert (700, 10, 5) == Config.from_environ({"MINITG_GC_THRESHOLDS": "700, 10,5"}).gc_thresholds
 
 
