@@ -73,18 +73,20 @@ class DeliveryConsumer:
             return
         shared = frames_pb2.ServerFrame(**{kind: getattr(item, kind)}).SerializeToString()
         date_ms = item.update.date_ms if kind == "update" else 0
+        excluded, pushed = item.exclude_session_id, 0
         for recipient in item.recipients:
             frame = shared
             if kind == "update":
                 patch = frames_pb2.ServerFrame(update=recipient.patch).SerializeToString()
                 frame = shared + patch
             for conn in self._hub.of_user(recipient.user_id):
-                if conn.session_id == item.exclude_session_id:
+                if excluded and conn.session_id == excluded:
                     continue
                 conn.push(frame, kind)
-                metrics.DELIVERY_PUSHED.inc()
+                pushed += 1
                 if date_ms:
                     metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - date_ms / 1000))
+        metrics.DELIVERY_PUSHED.inc(pushed)
 
 
 async def announce_session_end(

@@ -92,7 +92,7 @@ class Dispatcher:
     ) -> Awaitable[None] | None:
         """Validate a decoded frame; return the work to run for it, or None when answered."""
         kind = frame.WhichOneof("payload")
-        metrics.WS_FRAMES.labels("in", kind or "unknown").inc()
+        metrics.frame_counter("in", kind or "unknown").inc()
         rid = frame.request_id
         if kind is None:
             conn.push(_unknown_frame(rid), "error")

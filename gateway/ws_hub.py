@@ -116,7 +116,7 @@ class Connection:
                 self.close(CloseCode.CLOSE_CODE_TRY_AGAIN_LATER, "client too slow")
             )
             return
-        metrics.WS_FRAMES.labels("out", kind).inc()
+        metrics.frame_counter("out", kind).inc()
 
     def _hold(self, frame: bytes) -> bool:
         backlog = self._backlog
