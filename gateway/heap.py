@@ -13,11 +13,14 @@ the middle generation's, every twentieth, everything promoted since (0.9 s).
 So every ``freeze_seconds`` the keeper freezes what is alive (``gc.freeze``: moved out of
 every generation in O(1)); young collections then see at most a second's worth of new
 objects. Frozen objects still die by reference counting; only frozen *cycles* are left
-alone, and in a gateway those come from closed sockets. After every
-``CLOSES_PER_FULL`` closed sockets, or ``full_seconds`` at the latest, the keeper runs one
-full collection over everything (unfreeze, collect, freeze): a pause as long as a
-CPython full collection (~0.7 s at 10,000 sockets), at a time when sockets are churning
-anyway, instead of a young pause every 20-40 s and a middle one every few minutes.
+alone, and in a gateway those come from closed sockets. Once the sockets closed since the
+last full collection reach a quarter of those open (at least ``MIN_CLOSES_PER_FULL``), or
+after ``full_seconds`` at the latest, the keeper runs one full collection over everything
+(unfreeze, collect, freeze): a pause as long as a CPython full collection (0.5-0.9 s at
+10,000 sockets on a loaded 2-core machine), about as often as CPython's own rule (a full
+collection once the long-lived objects grew by a quarter) would run one under the same
+churn, instead of that plus a young pause every 20-40 s and a middle one every few
+minutes. The garbage it lets wait is bounded the same way: a quarter of the sockets.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import gc
 import time
 from collections.abc import Callable
 
-CLOSES_PER_FULL = 1_000  # closed sockets' cycles (~20 KB each) held at most until then
+MIN_CLOSES_PER_FULL = 1_000  # a small pod still waits for this many closed sockets
 
 
 class HeapKeeper:
@@ -40,17 +43,22 @@ class HeapKeeper:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._freeze_seconds, self._full_seconds, self._clock = freeze_seconds, full_seconds, clock
-        self._closed = 0
+        self._closed = self._open = 0
         self._next_full = clock() + full_seconds
         self.full_collections = 0
 
-    def socket_closed(self) -> None:
-        """Count one closed socket (its cycles are garbage the next full collection takes)."""
-        self._closed += 1
+    def socket_changed(self, up: bool) -> None:
+        """Count a socket opened or closed (a closed one's cycles are garbage the next
+        full collection takes)."""
+        if up:
+            self._open += 1
+        else:
+            self._open, self._closed = max(0, self._open - 1), self._closed + 1
 
     def tick(self) -> None:
         """Freeze what is alive now, or collect everything when closes or time say so."""
-        if self._closed >= CLOSES_PER_FULL or self._clock() >= self._next_full:
+        enough = max(MIN_CLOSES_PER_FULL, self._open // 4)
+        if self._closed >= enough or self._clock() >= self._next_full:
             gc.unfreeze()
             gc.collect()
             self._closed, self._next_full = 0, self._clock() + self._full_seconds

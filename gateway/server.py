@@ -59,8 +59,7 @@ class GatewayRole:
 
         def connection_changed(conn: Connection, up: bool) -> None:
             reporter.connection_changed(conn, up)
-            if not up:
-                heap.socket_closed()
+            heap.socket_changed(up)
 
         hub.on_change = connection_changed
         authenticator = deps.authn.authenticator

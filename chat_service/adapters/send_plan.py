@@ -69,6 +69,7 @@ def new_message_updates(
     own = batch.own_positions(sends)
     position, k = message.seq - batch.first_seq, len(batch.indexes)
     patches: dict[int, updates_pb2.Update] = {}
+    by_count: dict[int, updates_pb2.Update] = {}  # members with equal counts share a patch
     for user_id in batch.members:
         if user_id == message.sender_id:
             continue
@@ -80,9 +81,12 @@ def new_message_updates(
         else:
             unread = batch.unread[user_id] - (k - 1 - position)
         if unread:
-            patches[user_id] = updates_pb2.Update(
-                new_message=updates_pb2.NewMessage(unread_count=unread)
-            )
+            patch = by_count.get(unread)
+            if patch is None:
+                patch = by_count[unread] = updates_pb2.Update(
+                    new_message=updates_pb2.NewMessage(unread_count=unread)
+                )
+            patches[user_id] = patch
     patches[message.sender_id] = updates_pb2.Update(
         new_message=updates_pb2.NewMessage(
             message=chat_pb2.Message(client_msg_id=message.client_msg_id)

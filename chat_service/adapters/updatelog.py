@@ -49,7 +49,9 @@ class PendingUpdate:
         shared: updates_pb2.Update,
         patches: Mapping[int, updates_pb2.Update] | None = None,
     ) -> None:
-        """Set the shared update (per-recipient fields left zero) and optional patches."""
+        """Set the shared update (per-recipient fields left zero) and optional patches
+        (only read: each recipient's row merges its patch into a copy, so recipients with
+        equal patches may share one object)."""
         self.shared = shared
         self.patches = dict(patches or {})
 
@@ -118,16 +120,15 @@ class LogBatch:
             shared_bytes = shared.SerializeToString()
             item = envelope.items.add(exclude_session_id=pending.exclude_session_id)
             item.update.CopyFrom(shared)
+            kind, chat_id, patches = int(pending.kind), pending.chat_id, pending.patches
             for user_id in pending.recipients:
-                patch = updates_pb2.Update()
-                if user_id in pending.patches:
-                    patch.CopyFrom(pending.patches[user_id])
-                patch.pts = pending.pts[user_id]
-                item.recipients.add(user_id=user_id, patch=patch)
+                patch = item.recipients.add(user_id=user_id).patch  # built in place
+                source = patches.get(user_id)
+                if source is not None:
+                    patch.MergeFrom(source)
+                pts = patch.pts = pending.pts[user_id]
                 payload = shared_bytes + patch.SerializeToString()
-                rows.append(
-                    (user_id, patch.pts, int(pending.kind), pending.chat_id, payload, self.date_ms)
-                )
+                rows.append((user_id, pts, kind, chat_id, payload, self.date_ms))
         return rows, envelope
 
     async def write(self, tx: Executor, *, hand_over: bool = False) -> Outboxed | None:

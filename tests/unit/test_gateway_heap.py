@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.heap import CLOSES_PER_FULL, HeapKeeper
+from gateway.heap import MIN_CLOSES_PER_FULL, HeapKeeper
 
 
 class _Node:
@@ -45,15 +45,22 @@ def test_a_tick_freezes_what_is_alive_and_young_collections_skip_it() -> None:
     assert 0 == keeper.full_collections
 
 
-def test_enough_closed_sockets_bring_a_full_collection_of_frozen_cycles() -> None:
+@pytest.mark.parametrize(("opened", "enough"), [(0, MIN_CLOSES_PER_FULL), (20_000, 5_000)])
+def test_enough_closed_sockets_bring_a_full_collection_of_frozen_cycles(
+    opened: int, enough: int
+) -> None:
+    """A quarter of the open sockets closed (at least MIN_CLOSES_PER_FULL) since the last
+    full collection bring the next one."""
     keeper = HeapKeeper(1.0, 600.0, clock=lambda: 0.0)
+    for _ in range(opened + enough):
+        keeper.socket_changed(up=True)
     garbage = _cycle()
     keeper.tick()
-    for _ in range(CLOSES_PER_FULL - 1):
-        keeper.socket_closed()
+    for _ in range(enough - 1):
+        keeper.socket_changed(up=False)
     keeper.tick()
     assert garbage() is not None and 0 == keeper.full_collections
-    keeper.socket_closed()
+    keeper.socket_changed(up=False)
     keeper.tick()
     assert garbage() is None
     assert 1 == keeper.full_collections
