@@ -97,6 +97,11 @@ class AckRelay:
         """Record ``device``'s ack; raise its refusal (INVALID_FIELD) as a DomainError."""
         await self._batches.submit((device, request))
 
+    def post(self, device: Principal, request: presence_service_pb2.AckUpdatesRequest) -> None:
+        """Record an ack nobody waits for (request id 0): no reply, a failure only logged;
+        acks are cumulative, so the device's next ack covers a lost one."""
+        self._batches.post((device, request))
+
     async def _call(self, items: list[tuple[Principal, Any]]) -> list[BaseException | None]:
         request = presence_service_pb2.RelayAcksRequest(
             items=[

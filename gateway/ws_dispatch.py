@@ -124,6 +124,9 @@ class Dispatcher:
             conn.push(error_frame(rid, details), "error")
             metrics.SENDS_SHED.inc()
             return None
+        if kind == "ack_updates" and rid == 0:  # fire and forget: no task, no reply
+            self._acks.post(conn.principal, frame.ack_updates)
+            return None
         if kind == "get_difference":
             return self._get_difference(conn, frame.get_difference, rid)
         if kind == "send_message":

@@ -281,7 +281,10 @@ def write(results: list[dict[str, Any]], directory: Path, stamp: str, preamble: 
                 "", "```", stalls, "```", "",
             ]  # fmt: skip
     text = "\n".join(body)
-    data = json.dumps({"stamp": stamp, "results": results}, indent=2, default=str)
+    # the whole per-second watch stays in --json output; kept reports carry each step's
+    # worst seconds only
+    kept = [{k: v for k, v in r.items() if k != "watch"} for r in results]
+    data = json.dumps({"stamp": stamp, "results": kept}, indent=2, default=str)
     for name in (stamp, "latest"):
         (directory / f"{name}.md").write_text(text)
         (directory / f"{name}.json").write_text(data)

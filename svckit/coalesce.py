@@ -10,13 +10,15 @@ per batch instead of once per request.
 Each submitter awaits its own outcome; a failure of the whole call fails every request of
 that batch with the same exception. A batch runs in the context (request id, trace) of its
 first request. A submitter that gives up (is cancelled) before its batch leaves is dropped
-from it; once the batch is out, it runs to the end either way.
+from it; once the batch is out, it runs to the end either way. ``post`` queues a request
+nobody waits for (a fire-and-forget frame: no task, no future); its failure is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -24,6 +26,8 @@ from svckit import metrics
 
 I = TypeVar("I")  # noqa: E741 - the item type
 O = TypeVar("O")  # noqa: E741 - the outcome type
+
+log = logging.getLogger("minitg.coalesce")
 
 
 class Coalescer(Generic[I, O]):
@@ -38,27 +42,35 @@ class Coalescer(Generic[I, O]):
         name: str,
     ) -> None:
         self._call, self._max_items, self._max_in_flight = call, max_items, max_in_flight
-        self._queue: list[tuple[I, asyncio.Future[O], contextvars.Context]] = []
+        self._queue: list[tuple[I, asyncio.Future[O] | None, contextvars.Context]] = []
+        self._name = name
         self._in_flight, self._scheduled = 0, False
         self._tasks: set[asyncio.Task[None]] = set()
         self._sizes = metrics.COALESCED_BATCH_ITEMS.labels(name)
 
     async def submit(self, item: I) -> O:
         """Queue ``item``; return its outcome (or raise its error) once its batch returns."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[O] = loop.create_future()
+        future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future, contextvars.copy_context()))
+        self._schedule()
+        return await future
+
+    def post(self, item: I) -> None:
+        """Queue ``item`` without waiting for its outcome (a failure is only logged)."""
+        self._queue.append((item, None, contextvars.copy_context()))
+        self._schedule()
+
+    def _schedule(self) -> None:
         if not self._scheduled and self._in_flight < self._max_in_flight:
             self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
         while self._queue and self._in_flight < self._max_in_flight:
             batch = self._queue[: self._max_items]
             del self._queue[: self._max_items]
-            batch = [entry for entry in batch if not entry[1].cancelled()]
+            batch = [e for e in batch if e[1] is None or not e[1].cancelled()]
             if not batch:
                 continue
             self._in_flight += 1
@@ -67,14 +79,17 @@ class Coalescer(Generic[I, O]):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[I, asyncio.Future[O], contextvars.Context]]) -> None:
+    async def _run(
+        self, batch: list[tuple[I, asyncio.Future[O] | None, contextvars.Context]]
+    ) -> None:
         try:
             outcomes: Sequence[O | BaseException] = await self._call([e[0] for e in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} requests")
         except asyncio.CancelledError:
             for _, future, _ in batch:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
             raise
         except Exception as exc:
             outcomes = [exc] * len(batch)
@@ -82,13 +97,27 @@ class Coalescer(Generic[I, O]):
             self._in_flight -= 1
             if self._queue and not self._scheduled:
                 self._flush()
+        self._hand_out(batch, outcomes)
+
+    def _hand_out(
+        self,
+        batch: list[tuple[I, asyncio.Future[O] | None, contextvars.Context]],
+        outcomes: Sequence[O | BaseException],
+    ) -> None:
+        """Each waiting submitter gets its outcome; failed posts are logged once a batch."""
+        unheard: list[BaseException] = []
         for (_, future, _), outcome in zip(batch, outcomes, strict=True):
-            if future.done():
+            if future is None:
+                if isinstance(outcome, BaseException):
+                    unheard.append(outcome)
+            elif future.done():
                 continue
-            if isinstance(outcome, BaseException):
+            elif isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        if unheard:
+            log.warning("%d posted %s items failed: %s", len(unheard), self._name, unheard[0])
 
     async def close(self) -> None:
         """Wait for the batches in flight (the queue is empty once submitters stopped)."""

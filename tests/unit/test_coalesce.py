@@ -92,3 +92,24 @@ async def test_a_request_cancelled_before_its_batch_leaves_is_dropped() -> None:
     assert (20, 60) == (await busy, await kept)
     assert [[2], [6]] == backend.batches
     await batcher.close()
+
+
+async def test_posted_requests_ride_in_the_same_batches_and_their_failures_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """post() queues without waiting: the item leaves with the submitted ones of its turn,
+    its outcome goes nowhere, and a failed posted item is logged once per batch."""
+    backend = Backend()
+    batcher = Coalescer(backend.call, max_items=10, max_in_flight=1, name="acks")
+    batcher.post(2)
+    batcher.post(3)  # answered with an error, which nobody awaits
+    assert 40 == await batcher.submit(4)
+    await batcher.close()
+    assert [[2, 3, 4]] == backend.batches
+    failures = [r for r in caplog.records if "posted acks items failed" in r.getMessage()]
+    assert 1 == len(failures) and "odd 3" in failures[0].getMessage()
+    backend.fail = ConnectionError("down")
+    batcher.post(6)
+    await asyncio.sleep(0.01)
+    await batcher.close()
+    assert "1 posted acks items failed: down" in caplog.records[-1].getMessage()
