@@ -67,11 +67,16 @@ class LoadClient(MinitgClient):
         session: aiohttp.ClientSession,
         *,
         pts: int | None = None,
+        to_ack: set[LoadClient] | None = None,
     ) -> None:
         super().__init__(url, token, pts=pts, ack_interval=0)
         self._session = session
         self.recorder = recorder
         self.seen: set[int] = set()
+        # the worker's set of clients whose pts may have moved since their last ack: its
+        # sweep visits those instead of every client (10 % of a worker's time at 1,000 msg/s)
+        self._to_ack = to_ack if to_ack is not None else set()
+        self._to_ack.add(self)  # the Hello's pts is acked too, as tgclient does
 
     async def _ack_loop(self) -> None:
         """Acks are sent by the worker's sweep (``ack_frame``), not by a task per client."""
@@ -79,9 +84,11 @@ class LoadClient(MinitgClient):
     def _offer(self, update: updates_pb2.Update) -> None:
         if update.pts and update.pts <= (self.pts or 0):
             self.recorder.redelivered += 1
+        self._to_ack.add(self)
         super()._offer(update)
 
     def _apply(self, update: updates_pb2.Update) -> None:
+        self._to_ack.add(self)  # catch-up applies without an _offer
         if update.WhichOneof("update") != "new_message":
             self.recorder.other_updates += 1
             return

@@ -74,6 +74,7 @@ class Worker:
         self.plan, self.session = plan, session
         self.recorder = Recorder()
         self.clients: dict[int, LoadClient] = {}
+        self.to_ack: set[LoadClient] = set()  # clients whose pts may have moved
         self.saved_pts: dict[int, int] = {}
         self.sends = SendReport()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -95,7 +96,7 @@ class Worker:
         async def one(device: int) -> None:
             _, token, url = self.plan.devices[device]
             client = LoadClient(url, token, self.recorder, self.session,
-                                pts=self.saved_pts.get(device))  # fmt: skip
+                                pts=self.saved_pts.get(device), to_ack=self.to_ack)  # fmt: skip
             async with gate:
                 t0 = time.monotonic()
                 try:
@@ -218,7 +219,9 @@ class Worker:
         interval = self.plan.scenario.ack_interval
         while interval > 0:
             await asyncio.sleep(interval)
-            for client in list(self.clients.values()):
+            due = list(self.to_ack)  # the clients hold this very set: empty it in place
+            self.to_ack.clear()
+            for client in due:
                 frame = client.ack_frame()
                 if frame is not None:
                     with contextlib.suppress(ConnectionError, RuntimeError):

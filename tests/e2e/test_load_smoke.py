@@ -51,6 +51,7 @@ def test_smoke_scenario_reports_every_message_delivered_once(tmp_path: Path) -> 
     assert any({"cpu", "gc_ms", "lag_ms"} <= set(s["processes"].get("all", {})) for s in worst)
     assert "worst seconds (CPU %, GC ms, loop lag ms):" in done.stdout
     assert ours["ratio_to_control"]["throughput"] > 0
+    assert ours["coalesced"]["acks"]["items"] > 0  # the devices' delivered-acks went out
     assert "| LOST / DUPLICATED |" in done.stdout
 
 
