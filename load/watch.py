@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from load.procstat import ProcSampler
+from load.procstat import TICKS, ProcSampler
 
 _GC = re.compile(
     r'minitg_gc_pause_seconds_(sum|count|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)'
@@ -57,6 +57,26 @@ def parse(text: str) -> dict[str, Any]:
     }
 
 
+def machine_ticks() -> list[int]:
+    """The machine's CPU ticks from /proc/stat: user nice system idle iowait irq softirq
+    steal (all cores summed)."""
+    with open("/proc/stat") as stat:
+        return [int(x) for x in stat.readline().split()[1:9]]
+
+
+def machine_delta(before: list[int], after: list[int], seconds: float) -> dict[str, float]:
+    """CPU % (of one core) the machine spent busy, waiting for I/O, and *stolen* by the
+    hypervisor (a virtual machine's cores taken away: every process stalls at once)."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    per = 100.0 / TICKS / max(seconds, 1e-6)
+    busy = d[0] + d[1] + d[2] + d[5] + d[6]
+    return {
+        "cpu": round(busy * per, 1),
+        "iowait": round(d[4] * per, 1),
+        "steal": round(d[7] * per, 1),
+    }
+
+
 def worst_ms(before: dict[str, float], after: dict[str, float]) -> float:
     """The upper bound (ms) of the highest bucket that gained an observation between two
     readings of a cumulative histogram; 0 when nothing was observed, 10,000 when the
@@ -80,6 +100,7 @@ class Watch:
         self.seconds: dict[int, dict[str, dict[str, float]]] = {}
         self._last: dict[str, dict[str, Any]] = {}
         self._first: dict[str, dict[str, Any]] = {}
+        self._machine = (time.monotonic(), machine_ticks())
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=0.8)
@@ -89,6 +110,9 @@ class Watch:
                 second = int(time.time()) - 1  # the second that just ended
                 self.sampler.sample()
                 entry = {label: {"cpu": cpu} for label, cpu in self.sampler.last.items()}
+                at, ticks = time.monotonic(), machine_ticks()
+                entry["machine"] = machine_delta(self._machine[1], ticks, at - self._machine[0])
+                self._machine = (at, ticks)
                 readings = await asyncio.gather(*(self._read(http, u) for u in self.pages.values()))
                 for label, reading in zip(self.pages, readings, strict=True):
                     if reading is not None:
@@ -160,15 +184,17 @@ def worst_seconds(
 
 
 def describe(seconds: list[dict[str, Any]]) -> str:
-    """One line per second: its worst latency, then each process's CPU %, GC ms and
-    worst loop lag where it had any, busiest first."""
+    """One line per second: its worst latency, then the machine's CPU % (with the time
+    stolen by the hypervisor and waiting for I/O, when any) and each process's CPU %, GC
+    ms and worst loop lag where it had any, busiest first."""
     lines = []
     for entry in seconds:
         parts = []
         for label, p in sorted(entry["processes"].items(), key=lambda kv: -kv[1].get("cpu", 0)):
             extra = "".join(
                 f" {name} {p[key]:g}" for key, name in
-                (("gc_ms", "gc"), ("gc_worst_ms", "gc<="), ("gc_full", "full"), ("lag_ms", "lag<="))
+                (("gc_ms", "gc"), ("gc_worst_ms", "gc<="), ("gc_full", "full"), ("lag_ms", "lag<="),
+                 ("steal", "steal"), ("iowait", "iowait"))
                 if p.get(key)
             )  # fmt: skip
             parts.append(f"{label} {p.get('cpu', 0):g}%{extra}")

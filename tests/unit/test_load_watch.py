@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from load.watch import describe, parse, worst_ms, worst_seconds
+from load.procstat import TICKS
+from load.watch import describe, machine_delta, machine_ticks, parse, worst_ms, worst_seconds
 from svckit import metrics
 
 
@@ -56,3 +57,14 @@ def test_worst_seconds_pick_the_slowest_seconds_with_what_each_process_did() -> 
     assert seconds[-1].get("median")
     text = describe(seconds)
     assert "s1 160 ms: gateway0 90% gc 40 lag<= 50" in text
+
+
+def test_machine_delta_splits_busy_iowait_and_stolen_time() -> None:
+    """/proc/stat's first line: user nice system idle iowait irq softirq steal."""
+    assert 8 == len(machine_ticks())
+    before = [0] * 8
+    after = [TICKS // 2, 0, TICKS // 4, TICKS, TICKS // 10, 0, TICKS // 4, TICKS // 5]
+    assert {"cpu": 100.0, "iowait": 10.0, "steal": 20.0} == machine_delta(before, after, 1.0)
+    seconds = [{"second": 0, "worst_ms": 90.0, "processes": {
+        "machine": {"cpu": 190.0, "steal": 20.0}, "chat0": {"cpu": 30.0}}}]  # fmt: skip
+    assert "s0 90 ms: machine 190% steal 20, chat0 30%" == describe(seconds)
