@@ -55,7 +55,8 @@ class GatewayRole:
         registry = ConnectionRegistry(registry_state, cfg.messaging.registry_ttl_seconds)
         hub = self._hub = Hub(cfg.pod_id, registry)
         reporter = PresenceReporter(deps.clients, cfg.pod_id, cfg.messaging.internal_token)
-        heap = HeapKeeper(cfg.gc_freeze_seconds, cfg.gc_full_seconds)
+        freeze_seconds = cfg.gc_freeze_seconds or 0.0  # settled by the runner per target
+        heap = HeapKeeper(freeze_seconds, cfg.gc_full_seconds)
 
         def connection_changed(conn: Connection, up: bool) -> None:
             reporter.connection_changed(conn, up)
@@ -109,7 +110,7 @@ class GatewayRole:
             cfg.messaging.session_recheck_seconds,
         )
         self._background(reporter.run(), maintenance.run())
-        if cfg.gc_freeze_seconds > 0:
+        if freeze_seconds > 0:
             self._background(heap.run())
         stack.push_async_callback(reporter.flush)
         await self._serve(create_app(deps, runtime))

@@ -168,7 +168,7 @@ class Config:
     otlp_endpoint: str
     trace_sample_ratio: float
     gc_thresholds: tuple[int, int, int]
-    gc_freeze_seconds: float
+    gc_freeze_seconds: float | None  # None: by target (runner.with_gc_defaults)
     gc_full_seconds: float
     auth: AuthConfig
     rates: RateLimits
@@ -214,7 +214,7 @@ class Config:
             otlp_endpoint=env.get("MINITG_OTLP_ENDPOINT", "", str.strip),
             trace_sample_ratio=env.get("MINITG_TRACE_SAMPLE_RATIO", "1", ratio),
             gc_thresholds=env.get("MINITG_GC_THRESHOLDS", "10000,20,20", gc_thresholds),
-            gc_freeze_seconds=env.get("MINITG_GC_FREEZE_SECONDS", "1", non_negative),
+            gc_freeze_seconds=env.get("MINITG_GC_FREEZE_SECONDS", "", _optional_seconds),
             gc_full_seconds=env.get("MINITG_GC_FULL_SECONDS", "600", positive),
             auth=_auth_config(env, database_url),
             rates=_rate_limits(env),
@@ -316,6 +316,10 @@ def is_embedded_url(url: str) -> bool:
 
 def _optional_hostport(text: str) -> HostPort | None:
     return HostPort.parse(text) if text.strip() else None
+
+
+def _optional_seconds(text: str) -> float | None:
+    return non_negative(text) if text.strip() else None
 
 
 def gc_thresholds(text: str) -> tuple[int, int, int]:

@@ -57,6 +57,16 @@ def with_bound_address(cfg: Config, role: Role) -> Config:
     return dataclasses.replace(cfg, presence_target=bound)
 
 
+def with_gc_defaults(cfg: Config, target: str) -> Config:
+    """Settle what was left to the target: a gateway process freezes its heap every
+    second (gateway/heap.py); the all-in-one process does not by default, since its chat
+    and presence make reference cycles with every gRPC call, which frozen would wait
+    for a full collection."""
+    if cfg.gc_freeze_seconds is not None:
+        return cfg
+    return dataclasses.replace(cfg, gc_freeze_seconds=1.0 if target == "gateway" else 0.0)
+
+
 class MetricsEndpoint:
     """``GET /metrics`` on its own port, for service roles that have no HTTP server."""
 
@@ -117,6 +127,7 @@ def tune_gc(thresholds: tuple[int, int, int]) -> None:
 async def serve(cfg: Config, target: str) -> int:
     """Run ``target`` until SIGTERM or SIGINT; return the process exit code."""
     cfg.check_target(target)
+    cfg = with_gc_defaults(cfg, target)
     role_var.set(target)
     metrics.BUILD_INFO.info({"version": "0.1.0", "target": target, "pod_id": cfg.pod_id})
     if cfg.otlp_endpoint:

@@ -129,3 +129,22 @@ def test_split_target_needs_internal_token() -> None:
     )
     with pytest.raises(ConfigError, match=r"^MINITG_INTERNAL_TOKEN:"):
         cfg.check_target("gateway")
+
+
+def test_heap_freezing_is_settled_by_target_unless_set() -> None:
+    """A gateway freezes its heap every second by default; the all-in-one process does not
+    (its chat and presence make garbage cycles per gRPC call); a set value always wins."""
+    from svckit.runner import with_gc_defaults
+
+    unset = Config.from_environ({})
+    assert unset.gc_freeze_seconds is None
+    assert 1.0 == with_gc_defaults(unset, "gateway").gc_freeze_seconds
+    assert 0.0 == with_gc_defaults(unset, "all").gc_freeze_seconds
+    chosen = Config.from_environ({"MINITG_GC_FREEZE_SECONDS": "0.25"})
+    assert 0.25 == with_gc_defaults(chosen, "all").gc_freeze_seconds
+    assert (
+        0.0
+        == with_gc_defaults(
+            Config.from_environ({"MINITG_GC_FREEZE_SECONDS": "0"}), "gateway"
+        ).gc_freeze_seconds
+    )
