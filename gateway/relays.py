@@ -98,8 +98,9 @@ class AckRelay:
         await self._batches.submit((device, request))
 
     def post(self, device: Principal, request: presence_service_pb2.AckUpdatesRequest) -> None:
-        """Record an ack nobody waits for (request id 0): no reply, a failure only logged;
-        acks are cumulative, so the device's next ack covers a lost one."""
+        """Record an ack nobody waits for (request id 0): no reply; a failed call is logged,
+        a refused (malformed) ack dropped. Acks are cumulative, so the device's next ack
+        covers a lost one."""
         self._batches.post((device, request))
 
     async def _call(self, items: list[tuple[Principal, Any]]) -> list[BaseException | None]:

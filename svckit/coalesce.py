@@ -11,7 +11,8 @@ Each submitter awaits its own outcome; a failure of the whole call fails every r
 that batch with the same exception. A batch runs in the context (request id, trace) of its
 first request. A submitter that gives up (is cancelled) before its batch leaves is dropped
 from it; once the batch is out, it runs to the end either way. ``post`` queues a request
-nobody waits for (a fire-and-forget frame: no task, no future); its failure is logged.
+nobody waits for (a fire-and-forget frame: no task, no future); a failed call is logged
+as a warning, a refused item (its own bad input) at debug level.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Coalescer(Generic[I, O]):
     async def _run(
         self, batch: list[tuple[I, asyncio.Future[O] | None, contextvars.Context]]
     ) -> None:
+        failed = False
         try:
             outcomes: Sequence[O | BaseException] = await self._call([e[0] for e in batch])
             if len(outcomes) != len(batch):
@@ -92,19 +94,24 @@ class Coalescer(Generic[I, O]):
                     future.cancel()
             raise
         except Exception as exc:
-            outcomes = [exc] * len(batch)
+            outcomes, failed = [exc] * len(batch), True
+            posted = sum(1 for e in batch if e[1] is None)
+            if posted:  # nobody else hears of it
+                log.warning("a %s call failed for %d posted items: %s", self._name, posted, exc)
         finally:
             self._in_flight -= 1
             if self._queue and not self._scheduled:
                 self._flush()
-        self._hand_out(batch, outcomes)
+        self._hand_out(batch, outcomes, refusals=not failed)
 
     def _hand_out(
         self,
         batch: list[tuple[I, asyncio.Future[O] | None, contextvars.Context]],
         outcomes: Sequence[O | BaseException],
+        refusals: bool,
     ) -> None:
-        """Each waiting submitter gets its outcome; failed posts are logged once a batch."""
+        """Each waiting submitter gets its outcome; refused posts (the caller's own bad
+        input, e.g. a malformed ack) are logged once a batch at debug level."""
         unheard: list[BaseException] = []
         for (_, future, _), outcome in zip(batch, outcomes, strict=True):
             if future is None:
@@ -116,8 +123,8 @@ class Coalescer(Generic[I, O]):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
-        if unheard:
-            log.warning("%d posted %s items failed: %s", len(unheard), self._name, unheard[0])
+        if refusals and unheard and log.isEnabledFor(logging.DEBUG):
+            log.debug("%d posted %s items refused: %s", len(unheard), self._name, unheard[0])
 
     async def close(self) -> None:
         """Wait for the batches in flight (the queue is empty once submitters stopped)."""

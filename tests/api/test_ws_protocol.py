@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from minitg.chat.v1 import chat_pb2, chat_service_pb2
 from minitg.gateway.v1 import frames_pb2
+from minitg.presence.v1 import presence_pb2, presence_service_pb2
 
 from tests.api.ws_support import (
     accounts,
@@ -149,6 +150,35 @@ async def test_request_errors_keep_the_socket_open(system: System) -> None:
         nowhere = frames_pb2.ClientFrame(request_id=7, send_message=send)
         await ws.send_bytes(nowhere.SerializeToString())
         assert ("CHAT_NOT_FOUND", 7) == _reason(await next_frame(ws, "error"))
+        ping = frames_pb2.ClientFrame(request_id=8, ping=frames_pb2.Ping())
+        await ws.send_bytes(ping.SerializeToString())
+        assert 8 == (await next_frame(ws, "pong")).request_id
+
+
+async def test_bad_unanswered_acks_are_dropped_and_the_socket_keeps_serving(
+    system: System,
+) -> None:
+    """Delivered-acks with request id 0 get no reply, so bad ones (a negative max_pts, a
+    chat id 0) are dropped by presence without an Error frame; the same ack with a
+    request id is answered INVALID_FIELD, and the socket keeps serving."""
+    async with RestClient(system.http_url) as rest:
+        (ann,) = await accounts(rest, "ann")
+    bad = [
+        presence_service_pb2.AckUpdatesRequest(max_pts=-1),
+        presence_service_pb2.AckUpdatesRequest(
+            max_pts=1, chats=[presence_pb2.ChatDelivery(chat_id=0, max_seq=1)]
+        ),
+    ]
+    async with raw_socket(system, ann.access_token) as ws:
+        await next_frame(ws, "hello")
+        for ack in bad:
+            frame = frames_pb2.ClientFrame(request_id=0, ack_updates=ack)
+            await ws.send_bytes(frame.SerializeToString())
+        await asyncio.sleep(0.3)  # the posted batch has gone to presence and come back
+        answered = frames_pb2.ClientFrame(request_id=9, ack_updates=bad[0])
+        await ws.send_bytes(answered.SerializeToString())
+        reply = frames_pb2.ServerFrame.FromString((await ws.receive(5)).data)
+        assert ("INVALID_FIELD", 9) == _reason(reply.error)  # nothing came before it
         ping = frames_pb2.ClientFrame(request_id=8, ping=frames_pb2.Ping())
         await ws.send_bytes(ping.SerializeToString())
         assert 8 == (await next_frame(ws, "pong")).request_id

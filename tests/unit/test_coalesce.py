@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 
 import pytest
 
@@ -98,7 +99,9 @@ async def test_posted_requests_ride_in_the_same_batches_and_their_failures_are_l
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """post() queues without waiting: the item leaves with the submitted ones of its turn,
-    its outcome goes nowhere, and a failed posted item is logged once per batch."""
+    its outcome goes nowhere; a refused posted item is logged at debug level once per
+    batch, a failed call with posted items as a warning."""
+    caplog.set_level(logging.DEBUG, logger="minitg.coalesce")
     backend = Backend()
     batcher = Coalescer(backend.call, max_items=10, max_in_flight=1, name="acks")
     batcher.post(2)
@@ -106,10 +109,13 @@ async def test_posted_requests_ride_in_the_same_batches_and_their_failures_are_l
     assert 40 == await batcher.submit(4)
     await batcher.close()
     assert [[2, 3, 4]] == backend.batches
-    failures = [r for r in caplog.records if "posted acks items failed" in r.getMessage()]
-    assert 1 == len(failures) and "odd 3" in failures[0].getMessage()
+    refused = [r for r in caplog.records if "posted acks items refused" in r.getMessage()]
+    assert 1 == len(refused) and "odd 3" in refused[0].getMessage()
+    assert logging.DEBUG == refused[0].levelno
     backend.fail = ConnectionError("down")
     batcher.post(6)
     await asyncio.sleep(0.01)
     await batcher.close()
-    assert "1 posted acks items failed: down" in caplog.records[-1].getMessage()
+    failed = caplog.records[-1]
+    assert "a acks call failed for 1 posted items: down" == failed.getMessage()
+    assert logging.WARNING == failed.levelno
