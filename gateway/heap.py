@@ -40,24 +40,22 @@ class HeapKeeper:
         self,
         freeze_seconds: float,
         full_seconds: float,
+        open_sockets: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._freeze_seconds, self._full_seconds, self._clock = freeze_seconds, full_seconds, clock
-        self._closed = self._open = 0
+        self._open_sockets = open_sockets
+        self._closed = 0
         self._next_full = clock() + full_seconds
         self.full_collections = 0
 
-    def socket_changed(self, up: bool) -> None:
-        """Count a socket opened or closed (a closed one's cycles are garbage the next
-        full collection takes)."""
-        if up:
-            self._open += 1
-        else:
-            self._open, self._closed = max(0, self._open - 1), self._closed + 1
+    def socket_closed(self) -> None:
+        """Count a closed socket (its cycles are garbage the next full collection takes)."""
+        self._closed += 1
 
     def tick(self) -> None:
         """Freeze what is alive now, or collect everything when closes or time say so."""
-        enough = max(MIN_CLOSES_PER_FULL, self._open // 4)
+        enough = max(MIN_CLOSES_PER_FULL, self._open_sockets() // 4)
         if self._closed >= enough or self._clock() >= self._next_full:
             gc.unfreeze()
             gc.collect()

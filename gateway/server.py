@@ -56,11 +56,12 @@ class GatewayRole:
         hub = self._hub = Hub(cfg.pod_id, registry)
         reporter = PresenceReporter(deps.clients, cfg.pod_id, cfg.messaging.internal_token)
         freeze_seconds = cfg.gc_freeze_seconds or 0.0  # settled by the runner per target
-        heap = HeapKeeper(freeze_seconds, cfg.gc_full_seconds)
+        heap = HeapKeeper(freeze_seconds, cfg.gc_full_seconds, open_sockets=lambda: len(hub))
 
         def connection_changed(conn: Connection, up: bool) -> None:
             reporter.connection_changed(conn, up)
-            heap.socket_changed(up)
+            if not up:
+                heap.socket_closed()
 
         hub.on_change = connection_changed
         authenticator = deps.authn.authenticator

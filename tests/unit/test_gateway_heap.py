@@ -35,7 +35,7 @@ def _unfrozen_afterwards() -> Iterator[None]:
 
 
 def test_a_tick_freezes_what_is_alive_and_young_collections_skip_it() -> None:
-    keeper = HeapKeeper(1.0, 600.0, clock=lambda: 0.0)
+    keeper = HeapKeeper(1.0, 600.0, open_sockets=lambda: 0, clock=lambda: 0.0)
     garbage = _cycle()
     keeper.tick()
     assert gc.get_freeze_count() > 0
@@ -51,16 +51,20 @@ def test_enough_closed_sockets_bring_a_full_collection_of_frozen_cycles(
 ) -> None:
     """A quarter of the open sockets closed (at least MIN_CLOSES_PER_FULL) since the last
     full collection bring the next one."""
-    keeper = HeapKeeper(1.0, 600.0, clock=lambda: 0.0)
-    for _ in range(opened + enough):
-        keeper.socket_changed(up=True)
+    still_open = [opened + enough]
+
+    def close_one() -> None:
+        still_open[0] -= 1
+        keeper.socket_closed()
+
+    keeper = HeapKeeper(1.0, 600.0, open_sockets=lambda: still_open[0], clock=lambda: 0.0)
     garbage = _cycle()
     keeper.tick()
     for _ in range(enough - 1):
-        keeper.socket_changed(up=False)
+        close_one()
     keeper.tick()
     assert garbage() is not None and 0 == keeper.full_collections
-    keeper.socket_changed(up=False)
+    close_one()
     keeper.tick()
     assert garbage() is None
     assert 1 == keeper.full_collections
@@ -69,7 +73,7 @@ def test_enough_closed_sockets_bring_a_full_collection_of_frozen_cycles(
 
 def test_full_collections_also_come_on_time_without_closes() -> None:
     now = [0.0]
-    keeper = HeapKeeper(1.0, 600.0, clock=lambda: now[0])
+    keeper = HeapKeeper(1.0, 600.0, open_sockets=lambda: 0, clock=lambda: now[0])
     garbage = _cycle()
     keeper.tick()
     now[0] = 599.0
