@@ -43,10 +43,11 @@ class Run:
         self.profile_dir: Path | None = None
 
     def profile(self, seconds: float) -> Profiler | None:
-        """py-spy on every server process for ``seconds`` (only with --profile)."""
+        """py-spy on every server and generator process for ``seconds`` (only with
+        --profile)."""
         if self.profile_dir is None:
             return None
-        return Profiler(self.profile_dir, self.scenario.name, self.system.pids(), seconds)
+        return Profiler(self.profile_dir, self.scenario.name, self.sampler.own, seconds)
 
     async def timed(self, phase: str, work: Awaitable[T]) -> T:
         result, seconds = await timed(work)

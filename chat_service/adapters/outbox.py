@@ -19,11 +19,14 @@ them see a duplicate, which clients drop by pts.
 
 The send path does not wait for a polling round: its transaction writes the row with
 ``handed_over`` set and, once committed, hands the row (id and the batch object) to this
-process's relay (``hand_over``), whose next round publishes it from memory and marks it
-with one UPDATE: no claim transaction, no decoding. Polling rounds skip such a row until
-it is ``HAND_OVER_GRACE_MS`` old, so the relay of another chat process never races its
-writer for it; if the writer did not publish it (a crash, a broker outage), polling
-publishes it after the grace, at least once as ever.
+process's relay (``hand_over``), whose next round publishes it from memory: no claim
+transaction, no decoding. The published rows are marked with one UPDATE at most every
+``mark_every_seconds`` (0.25 s; not one committed UPDATE per round, which under load was
+one more commit per send batch). Polling rounds skip such a row until it is
+``HAND_OVER_GRACE_MS`` old, so the relay of another chat process never races its writer
+for it; if the writer did not publish it (a crash, a broker outage), or crashed between
+publishing and marking it, polling publishes it after the grace, at least once as ever
+(a device drops the second copy by its pts).
 
 Each cycle also samples the relay's gauges: the age of the oldest unpublished row
 (``minitg_outbox_lag_seconds``) and the database connections in use (``minitg_db_pool_in_use``).
@@ -57,6 +60,7 @@ _CLAIM = (
     "AND (handed_over = $2 OR created_at_ms < $3) ORDER BY id LIMIT $1"
 )
 HAND_OVER_GRACE_MS = 5_000
+MARK_EVERY_SECONDS = 0.25  # published handed-over rows wait at most this long to be marked
 _OLDEST = "SELECT created_at_ms FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT 1"
 _TRIM_EVERY_SECONDS = 60.0
 _OBSERVE_EVERY_SECONDS = 1.0  # the lag and pool gauges, refreshed at most this often
@@ -122,13 +126,17 @@ class OutboxRelay:
         retention_days: int = 30,
         clock: Callable[[], float] = time.time,
         role: str = "chat",
+        mark_every_seconds: float = MARK_EVERY_SECONDS,
     ) -> None:
         self._db, self._bus, self._pods = db, bus, pods
         self._poll, self._batch_rows, self._clock = poll_seconds, batch_rows, clock
         self._wake = asyncio.Event()
         self._handed: list[Outboxed] = []
+        self._unmarked: list[int] = []  # handed-over rows published but not yet marked
+        self._mark_every, self._marked_at = mark_every_seconds, time.monotonic()
         self._poll_due = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_trim = 0.0
         self._observed = float("-inf")
         self._retention_ms = retention_days * 86_400_000
@@ -151,20 +159,35 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chat-outbox-relay")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Let the task finish its round (cancelled after ``grace_seconds``), publish what
+        was handed over since and mark what it published, so no relay publishes it again."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace_seconds)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            await self.publish_handed_over()
+            await self.mark_published_rows()
+        except Exception:
+            log.warning("outbox: marking %d published rows at shutdown failed; polling "
+                        "will publish them again", len(self._unmarked), exc_info=True)  # fmt: skip
 
     async def _run(self) -> None:
         poll = True  # a polling round: at start, when woken by wake(), after each timeout
-        while True:
+        while not self._stopping:
             self._wake.clear()
             poll, self._poll_due = poll or self._poll_due, False
             try:
                 await self.publish_handed_over()
+                if time.monotonic() - self._marked_at >= self._mark_every:
+                    await self.mark_published_rows()
                 while poll and await self.publish_pending() == self._batch_rows:
                     pass
                 await self._trim_now_and_then()
@@ -175,16 +198,36 @@ class OutboxRelay:
                 raise
             except Exception:
                 log.exception("outbox relay round failed; retrying after the poll interval")
+            if self._stopping:
+                return
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                await asyncio.wait_for(self._wake.wait(), self._wait_seconds())
                 poll = False
             except TimeoutError:
                 poll = True
 
+    def _wait_seconds(self) -> float:
+        """Until the next polling round, or sooner when published rows wait to be marked."""
+        if not self._unmarked:
+            return self._poll
+        due = self._marked_at + self._mark_every - time.monotonic()
+        return min(self._poll, max(0.0, due))
+
+    async def mark_published_rows(self) -> int:
+        """Mark the handed-over rows published so far (one statement); return how many."""
+        ids = list(self._unmarked)
+        self._marked_at = time.monotonic()
+        if not ids:
+            return 0
+        await mark_published(self._db, ids, int(self._clock() * 1000))
+        del self._unmarked[: len(ids)]
+        return len(ids)
+
     async def publish_handed_over(self) -> int:
-        """Publish the rows handed over since the last round, then mark them published
-        (one statement). On a failure they stay unpublished for any relay's polling
-        round to retry once they are past the grace; return how many were published."""
+        """Publish the rows handed over since the last round; they are marked published
+        by ``mark_published_rows`` (the run loop's, every ``mark_every_seconds``). On a
+        failure they stay unpublished for any relay's polling round to retry once they
+        are past the grace; return how many were published."""
         rows, self._handed = self._handed, []
         if not rows:
             return 0
@@ -194,7 +237,7 @@ class OutboxRelay:
             log.warning("outbox: publishing %d handed-over rows failed; polling will retry",
                         len(rows), exc_info=True)  # fmt: skip
             return 0
-        await mark_published(self._db, [r.row_id for r in rows], int(self._clock() * 1000))
+        self._unmarked.extend(r.row_id for r in rows)
         OUTBOX_PUBLISHED_ROWS.inc(len(rows))
         return len(rows)
 

@@ -218,8 +218,9 @@ async def handed_over_send(
 async def test_a_handed_over_row_is_published_from_memory_once(
     databases: DatabaseFactory, buses: BusFactory
 ) -> None:
-    """The send path hands its committed row to the relay: published from memory and
-    marked, and no polling round (of this or another process) publishes it again."""
+    """The send path hands its committed row to the relay: published from memory, marked
+    by the next marking round, and no polling round (of this or another process)
+    publishes it again, before or after the mark."""
     db, handed, registry, queue = await handed_over_send(databases, buses)
     bus, collector = await buses.open(), Collector()
     await bus.subscribe(queue, queue, collector)
@@ -234,11 +235,64 @@ async def test_a_handed_over_row_is_published_from_memory_once(
         pushed.update.WhichOneof("update"),
         [r.user_id for r in pushed.recipients],
     )
+    assert 1 == await unpublished(db)  # published, its mark still to come
+    assert 0 == await relay.publish_pending()  # within the grace: left to its writer
+    assert (1, 0) == (await relay.mark_published_rows(), await relay.mark_published_rows())
     assert 0 == await unpublished(db)
     later = OutboxRelay(db, bus, registry, poll_seconds=60, clock=lambda: 60.0)
     assert (0, 0) == (await later.publish_pending(), await relay.publish_handed_over())
     await asyncio.sleep(0.2)
     assert 1 == len(collector.bodies)
+
+
+def chat_of(row: Outboxed) -> int:
+    return row.batch.items[0].update.new_message.message.chat_id
+
+
+async def test_the_running_relay_marks_published_rows_soon_and_at_stop(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """The relay's task marks what it published within ``mark_every_seconds``; rows
+    published since its last mark are marked when it stops."""
+    db, handed, registry, queue = await handed_over_send(databases, buses)
+    bus, collector = await buses.open(), Collector()
+    await bus.subscribe(queue, queue, collector)
+    soon = OutboxRelay(
+        db, bus, registry, poll_seconds=60, clock=lambda: 3.5, mark_every_seconds=0.05
+    )
+    soon.start()
+    try:
+        soon.hand_over(handed[0])
+        await collector.wait_for(1)
+        for _ in range(250):  # the mark is in the database: poll it, up to 5 s
+            if not await unpublished(db):
+                break
+            await asyncio.sleep(0.02)
+        assert 0 == await unpublished(db)
+    finally:
+        await soon.stop()
+    [row] = await MessageStore(db, handed.append).send(
+        [
+            Outgoing(
+                ALICE,
+                "session-101",
+                item(handed[0].batch.items[0].update.new_message.message.chat_id, "c2", "again"),
+            )
+        ],
+        3_000,
+        "rid-3",
+    )
+    assert isinstance(row, SendResult)
+    late = OutboxRelay(db, bus, registry, poll_seconds=60, clock=lambda: 3.5, mark_every_seconds=60)
+    late.start()
+    try:
+        late.hand_over(handed[1])
+        await collector.wait_for(2)
+        assert 1 == await unpublished(db)  # not due for a minute
+    finally:
+        await late.stop()
+    assert 0 == await unpublished(db)
+    assert 2 == len(collector.bodies)
 
 
 async def test_a_handed_over_row_its_writer_never_published_is_polled_after_the_grace(
