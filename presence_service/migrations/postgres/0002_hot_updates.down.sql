@@ -1,0 +1,1 @@
+ALTER TABLE delivered_watermarks RESET (fillfactor);

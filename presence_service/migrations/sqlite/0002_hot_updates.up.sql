@@ -1,0 +1,2 @@
+-- Nothing to do: PostgreSQL's 0002 sets a fillfactor, which SQLite does not have. The
+-- version exists so both dialects list the same migrations.
