@@ -271,17 +271,8 @@ async def test_the_running_relay_marks_published_rows_soon_and_at_stop(
         assert 0 == await unpublished(db)
     finally:
         await soon.stop()
-    [row] = await MessageStore(db, handed.append).send(
-        [
-            Outgoing(
-                ALICE,
-                "session-101",
-                item(handed[0].batch.items[0].update.new_message.message.chat_id, "c2", "again"),
-            )
-        ],
-        3_000,
-        "rid-3",
-    )
+    again = Outgoing(ALICE, "session-101", item(chat_of(handed[0]), "c2", "again"))
+    [row] = await MessageStore(db, handed.append).send([again], 3_000, "rid-3")
     assert isinstance(row, SendResult)
     late = OutboxRelay(db, bus, registry, poll_seconds=60, clock=lambda: 3.5, mark_every_seconds=60)
     late.start()
