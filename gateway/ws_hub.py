@@ -106,8 +106,14 @@ class Connection:
 
     def push(self, frame: bytes, kind: str = "update") -> None:
         """Send a frame; a client too slow to take its frames is disconnected."""
+        if self.send(frame):
+            metrics.frame_counter("out", kind).inc()
+
+    def send(self, frame: bytes) -> bool:
+        """``push`` without counting the frame (the caller counts a batch of pushes at
+        once); False when the frame was dropped (closing, or a too slow client)."""
         if self.closing or self._closer is not None:
-            return
+            return False
         if self._started and self._writer is None:
             self._write(frame)
         elif not self._hold(frame):
@@ -115,8 +121,8 @@ class Connection:
             self._closer = asyncio.ensure_future(
                 self.close(CloseCode.CLOSE_CODE_TRY_AGAIN_LATER, "client too slow")
             )
-            return
-        metrics.frame_counter("out", kind).inc()
+            return False
+        return True
 
     def _hold(self, frame: bytes) -> bool:
         backlog = self._backlog

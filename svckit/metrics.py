@@ -81,6 +81,28 @@ def frame_counter(direction: str, kind: str) -> Counter:
 WS_CLOSES = Counter(
     "minitg_ws_closes_total", "WebSocket connections closed, by close code.", ["code"]
 )
+
+
+def observe_many(histogram: Histogram, amount: float, count: int) -> None:
+    """``count`` observations of the same ``amount`` at the cost of one (a group message's
+    recipients are pushed within microseconds of each other: ~1.5 us per observe() was
+    ~5 % of a core at 20,000 pushes/s). Falls back to ``count`` observe() calls should
+    prometheus-client's histogram internals ever change."""
+    try:
+        bounds, buckets, total = histogram._upper_bounds, histogram._buckets, histogram._sum
+    except AttributeError:
+        for _ in range(count):
+            histogram.observe(amount)
+        return
+    if count <= 0:
+        return
+    total.inc(amount * count)
+    for bound, bucket in zip(bounds, buckets, strict=True):
+        if amount <= bound:
+            bucket.inc(count)
+            break
+
+
 DELIVERY_LATENCY = Histogram(
     "minitg_delivery_latency_seconds",
     "From a message's commit (its date) to the push of its update onto a recipient's socket.",
