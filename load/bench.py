@@ -26,10 +26,14 @@ from load.system import env_pairs, start_system
 # two consecutive steps that miss the p99 SLO or lose anything): the figure is the best
 # rate within the SLO, for us and for the control alike; the ladder tops out at the target.
 DIRECT_RATES = (50, 100, 200, 400, 600, 800, 1000, 1200, 1500, 2000, 3000)
+# Groups of 50: 430 msg/s offers 21,070 deliveries/s. A step achieves a few % under what
+# it offers (its rate runs from the first send to the last delivery), so the 20,000/s
+# target needs a top step above the 410 msg/s that offers exactly 20,090.
+GROUP_RATES = (5, 10, 20, 50, 100, 200, 300, 430)
 STANDARD: list[tuple[str, dict[str, Any]]] = [
     ("idle", {}),
     ("direct", {"duration": 8.0, "drain": 5.0, "rates": DIRECT_RATES}),
-    ("group", {"duration": 8.0, "drain": 5.0, "rates": (5, 10, 20, 50, 100, 200, 410)}),
+    ("group", {"duration": 8.0, "drain": 5.0, "rates": GROUP_RATES}),
     ("storm", {}),
     ("catchup", {}),
 ]
