@@ -10,6 +10,7 @@ stdlib dataclass, and its error messages are exactly the ones operators read.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,8 +48,7 @@ ROLE_BACKENDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-# Only acceptable inside one process (--target all), where nothing crosses a network.
-EMBEDDED_INTERNAL_TOKEN = "embedded-internal-token"
+INTERNAL_TOKEN_VARS = ("MINITG_INTERNAL_TOKEN", "MINITG_INTERNAL_TOKEN_FILE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,9 @@ class MessagingConfig:
     send_batches_in_flight: int
     allowed_origins: tuple[str, ...]
     internal_token: str
+    # False when no token was configured and a random one was made for this process: only
+    # the roles inside this one process know it, so split roles refuse to start with it.
+    internal_token_configured: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,8 @@ class Config:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
         """Build the config from ``environ`` (``os.environ`` when None)."""
-        env = Env(os.environ if environ is None else environ)
+        raw = os.environ if environ is None else environ
+        env = Env(raw)
         data_dir = env.get("MINITG_DATA_DIR", "var", Path)
         database_url = env.secret("MINITG_DATABASE_URL", f"sqlite:///{data_dir}/minitg.db")
         listens = {
@@ -218,7 +222,7 @@ class Config:
             gc_full_seconds=env.get("MINITG_GC_FULL_SECONDS", "600", positive),
             auth=_auth_config(env, database_url),
             rates=_rate_limits(env),
-            messaging=_messaging(env),
+            messaging=_messaging(env, any(name in raw for name in INTERNAL_TOKEN_VARS)),
         )
 
     def check_target(self, target: str) -> None:
@@ -239,7 +243,7 @@ class Config:
                     f"lives inside one process; --target {target} runs one role of a "
                     f"distributed system and needs a shared server (or use --target all)"
                 )
-        if target != "auth" and self.messaging.internal_token == EMBEDDED_INTERNAL_TOKEN:
+        if not self.messaging.internal_token_configured:
             raise ConfigError(
                 "MINITG_INTERNAL_TOKEN: split roles authenticate each other with a shared "
                 "secret; set it (or MINITG_INTERNAL_TOKEN_FILE) to the same random value "
@@ -278,7 +282,7 @@ def _rate_limits(env: Env) -> RateLimits:
     )
 
 
-def _messaging(env: Env) -> MessagingConfig:
+def _messaging(env: Env, token_configured: bool) -> MessagingConfig:
     return MessagingConfig(
         max_group_members=env.get("MINITG_MAX_GROUP_MEMBERS", "200", positive_int),
         max_text_chars=env.get("MINITG_MAX_TEXT_CHARS", "4096", positive_int),
@@ -298,7 +302,10 @@ def _messaging(env: Env) -> MessagingConfig:
         send_batch_max=env.get("MINITG_SEND_BATCH_MAX", "100", _batch_size),
         send_batches_in_flight=env.get("MINITG_SEND_BATCHES_IN_FLIGHT", "1", positive_int),
         allowed_origins=env.get("MINITG_ALLOWED_ORIGINS", "", origins),
-        internal_token=env.secret_text("MINITG_INTERNAL_TOKEN", EMBEDDED_INTERNAL_TOKEN),
+        # Unset: a fresh random secret per process, so no well-known value opens the
+        # internal RPCs of an all-in-one process to every local program.
+        internal_token=env.secret_text("MINITG_INTERNAL_TOKEN", secrets.token_urlsafe(32)),
+        internal_token_configured=token_configured,
     )
 
 
