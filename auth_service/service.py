@@ -136,6 +136,7 @@ class AuthUseCases:
                 expires_ms=now_ms + self._cfg.refresh_ttl_seconds * 1000,
                 now_ms=now_ms,
                 retire_unseen_at_ms=now_ms - grace_ms - 1 if grace_retry else None,
+                unseen_generation=record.generation + 1,
             )
             if rotated:
                 return record.session_id, self._tokens(record.user_id, record.session_id, new_token)

@@ -187,7 +187,9 @@ class AccountStore:
     async def refresh_record(self, token_hash: bytes) -> RefreshRecord | None:
         row = await self._db.fetchrow(
             "SELECT r.session_id, s.user_id, r.generation, r.expires_at_ms, r.rotated_at_ms, "
-            "s.revoked_at_ms FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id "
+            "s.revoked_at_ms, (SELECT MAX(n.generation) FROM refresh_tokens n "
+            "WHERE n.session_id = r.session_id) AS newest "
+            "FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id "
             "WHERE r.token_hash = $1",
             token_hash,
         )
@@ -200,6 +202,7 @@ class AccountStore:
             expires_at_ms=int(row["expires_at_ms"]),
             rotated_at_ms=row["rotated_at_ms"],
             session_revoked=row["revoked_at_ms"] is not None,
+            newest_generation=int(row["newest"]),
         )
 
     async def rotate(
@@ -211,17 +214,21 @@ class AccountStore:
         expires_ms: int,
         now_ms: int,
         retire_unseen_at_ms: int | None,
+        unseen_generation: int = 0,
     ) -> bool:
         """Retire ``old_hash`` and store ``new_hash`` as the session's newest generation.
 
         On a grace retry (``retire_unseen_at_ms`` set) ``old_hash`` was already rotated; its
-        unseen successors are retired instead, backdated past the grace window so that one
-        of them showing up later counts as reuse. False when a concurrent rotation won.
+        unseen successor (``unseen_generation``) is retired instead, backdated past the grace
+        window so that it showing up later counts as reuse. False when a concurrent rotation
+        won, including a concurrent grace retry: the retire is guarded by the successor
+        still being unused, so of two simultaneous retries exactly one succeeds.
         """
+        retire = (
+            (retire_unseen_at_ms, unseen_generation) if retire_unseen_at_ms is not None else None
+        )
         try:
-            return await self._rotate(
-                old_hash, session_id, new_hash, expires_ms, now_ms, retire_unseen_at_ms
-            )
+            return await self._rotate(old_hash, session_id, new_hash, expires_ms, now_ms, retire)
         except UniqueViolation:  # a concurrent rotation took the same generation first
             return False
 
@@ -232,15 +239,15 @@ class AccountStore:
         new_hash: bytes,
         expires_ms: int,
         now_ms: int,
-        retire_unseen_at_ms: int | None,
+        retire: tuple[int, int] | None,
     ) -> bool:
         async with self._db.transaction() as tx:
-            if retire_unseen_at_ms is not None:
-                await tx.execute(
+            if retire is not None:
+                changed = await tx.execute(
                     "UPDATE refresh_tokens SET rotated_at_ms = $2 "
-                    "WHERE session_id = $1 AND rotated_at_ms IS NULL",
+                    "WHERE session_id = $1 AND generation = $3 AND rotated_at_ms IS NULL",
                     session_id,
-                    retire_unseen_at_ms,
+                    *retire,
                 )
             else:
                 changed = await tx.execute(
@@ -249,8 +256,8 @@ class AccountStore:
                     old_hash,
                     now_ms,
                 )
-                if changed == 0:
-                    return False
+            if changed == 0:
+                return False
             generation = await tx.fetchval(
                 "SELECT MAX(generation) FROM refresh_tokens WHERE session_id = $1", session_id
             )

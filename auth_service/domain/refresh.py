@@ -6,7 +6,10 @@ a token that was already rotated means two parties hold the family — the thief
 owner is replaying it — so the whole session is revoked. One exception, the grace window:
 a client whose refresh response was lost in transit retries with the same token within
 ``grace_ms``; that retry gets a fresh successor (and the unseen one is retired) instead of
-killing the session.
+killing the session. The retry is honoured only while the token's direct successor is
+still the session's newest generation: once that successor has been used (or a retry
+already replaced it), the client provably holds a later token, so an ancestor showing up
+again is theft, however soon. Hence a retry succeeds at most once.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class RefreshRecord:
     expires_at_ms: int
     rotated_at_ms: int | None
     session_revoked: bool
+    newest_generation: int  # the session's latest generation (== generation while unrotated)
 
 
 def judge(record: RefreshRecord, now_ms: int, grace_ms: int) -> RefreshVerdict:
@@ -45,7 +49,9 @@ def judge(record: RefreshRecord, now_ms: int, grace_ms: int) -> RefreshVerdict:
     if record.session_revoked:
         return RefreshVerdict.SESSION_REVOKED
     if record.rotated_at_ms is not None:
-        if now_ms - record.rotated_at_ms <= grace_ms:
+        in_window = now_ms - record.rotated_at_ms <= grace_ms
+        successor_unused = record.newest_generation == record.generation + 1
+        if in_window and successor_unused:
             return RefreshVerdict.GRACE_RETRY
         return RefreshVerdict.REUSED
     if now_ms >= record.expires_at_ms:

@@ -19,6 +19,7 @@ def _record(**changes: object) -> RefreshRecord:
         "expires_at_ms": 10_000,
         "rotated_at_ms": None,
         "session_revoked": False,
+        "newest_generation": 1,
     }
     return RefreshRecord(**(base | changes))  # type: ignore[arg-type]
 
@@ -28,13 +29,15 @@ def _record(**changes: object) -> RefreshRecord:
     [
         (_record(), 5_000, RefreshVerdict.ROTATE),
         (_record(), 10_000, RefreshVerdict.EXPIRED),
-        (_record(rotated_at_ms=4_000), 5_000, RefreshVerdict.GRACE_RETRY),
-        (_record(rotated_at_ms=4_000), 4_000 + 1_001, RefreshVerdict.REUSED),
+        (_record(rotated_at_ms=4_000, newest_generation=2), 5_000, RefreshVerdict.GRACE_RETRY),
+        (_record(rotated_at_ms=4_000, newest_generation=2), 5_001, RefreshVerdict.REUSED),
+        # Inside the window, but the successor was used (or a retry replaced it): theft.
+        (_record(rotated_at_ms=4_000, newest_generation=3), 4_500, RefreshVerdict.REUSED),
         (_record(session_revoked=True), 5_000, RefreshVerdict.SESSION_REVOKED),
     ],
 )
 def test_refresh_verdicts(record: RefreshRecord, now: int, verdict: RefreshVerdict) -> None:
-    """Valid, expired, a retry inside the grace window, reuse after it, revoked session."""
+    """Valid, expired, one retry in the grace window, reuse after it or past a used successor."""
     assert verdict == judge(record, now, grace_ms=1_000)
 
 

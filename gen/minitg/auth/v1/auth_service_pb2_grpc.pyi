@@ -60,8 +60,10 @@ class AuthServiceStub:
     the whole session (every token of that device stops working) and fails with
     REFRESH_TOKEN_REUSED, because two holders of one token means it leaked. The one
     exception is a retry after a lost response: the refresh token exchanged most recently
-    may be exchanged again within a short grace period (server-configured, 10 seconds by
-    default); that rotates again and the pair issued by the first exchange stops working.
+    may be exchanged again, once, within a short grace period (server-configured, 10
+    seconds by default) while the refresh token issued by that exchange has not been used;
+    that rotates again and the pair issued by the first exchange stops working. A second
+    retry, or a retry after the successor was used, is reuse.
     Errors: REFRESH_TOKEN_INVALID (unknown, malformed or expired), REFRESH_TOKEN_REUSED,
     SESSION_REVOKED. The caller needs no access token.
     """
@@ -147,8 +149,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     the whole session (every token of that device stops working) and fails with
     REFRESH_TOKEN_REUSED, because two holders of one token means it leaked. The one
     exception is a retry after a lost response: the refresh token exchanged most recently
-    may be exchanged again within a short grace period (server-configured, 10 seconds by
-    default); that rotates again and the pair issued by the first exchange stops working.
+    may be exchanged again, once, within a short grace period (server-configured, 10
+    seconds by default) while the refresh token issued by that exchange has not been used;
+    that rotates again and the pair issued by the first exchange stops working. A second
+    retry, or a retry after the successor was used, is reuse.
     Errors: REFRESH_TOKEN_INVALID (unknown, malformed or expired), REFRESH_TOKEN_REUSED,
     SESSION_REVOKED. The caller needs no access token.
     """
@@ -249,8 +253,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         the whole session (every token of that device stops working) and fails with
         REFRESH_TOKEN_REUSED, because two holders of one token means it leaked. The one
         exception is a retry after a lost response: the refresh token exchanged most recently
-        may be exchanged again within a short grace period (server-configured, 10 seconds by
-        default); that rotates again and the pair issued by the first exchange stops working.
+        may be exchanged again, once, within a short grace period (server-configured, 10
+        seconds by default) while the refresh token issued by that exchange has not been used;
+        that rotates again and the pair issued by the first exchange stops working. A second
+        retry, or a retry after the successor was used, is reuse.
         Errors: REFRESH_TOKEN_INVALID (unknown, malformed or expired), REFRESH_TOKEN_REUSED,
         SESSION_REVOKED. The caller needs no access token.
         """
