@@ -13,7 +13,7 @@ from aiohttp import web
 from minitg.auth.v1 import auth_pb2, auth_service_pb2
 
 from gateway.deps import DEPS, GatewayDeps
-from gateway.http_json import int_param, read_object, text_field
+from gateway.http_json import page_size_param, read_object, text_field
 from svckit.authn import AUTHORIZATION
 
 REFRESH_COOKIE = "refresh_token"
@@ -131,7 +131,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     reply = await deps.clients.auth.ListSessions(
         auth_service_pb2.ListSessionsRequest(
-            page_size=int_param(request, "page_size"),
+            page_size=page_size_param(request),
             page_token=request.query.get("page_token", ""),
         ),
         metadata=forward_token(request),

@@ -9,7 +9,13 @@ from aiohttp import web
 from minitg.chat.v1 import chat_pb2, chat_service_pb2
 
 from gateway.deps import DEPS
-from gateway.http_json import int_param, read_object, text_field
+from gateway.http_json import (
+    id_value,
+    int_param,
+    page_size_param,
+    read_object,
+    text_field,
+)
 from svckit.errors import InvalidField
 
 _KINDS = {"direct": chat_pb2.CHAT_KIND_DIRECT, "group": chat_pb2.CHAT_KIND_GROUP}
@@ -67,11 +73,9 @@ def chat_json(chat: chat_pb2.Chat) -> dict[str, Any]:
 
 def _ids(body: dict[str, Any], name: str) -> list[int]:
     value = body.get(name, [])
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list):
         raise InvalidField(name, f"{name} must be a list of user ids")
-    return value
+    return [id_value(v, name) for v in value]
 
 
 async def create_chat(request: web.Request) -> web.Response:
@@ -82,8 +86,8 @@ async def create_chat(request: web.Request) -> web.Response:
     if kind is None:
         raise InvalidField("kind", 'kind must be "direct" or "group"')
     peer = body.get("peer_id", 0)
-    if not isinstance(peer, int) or isinstance(peer, bool):
-        raise InvalidField("peer_id", "peer_id must be a user id")
+    if type(peer) is not int or peer != 0:  # 0 (or absent): no peer, as for a group
+        peer = id_value(peer, "peer_id")
     reply = await deps.clients.chat.CreateChat(
         chat_service_pb2.CreateChatRequest(
             kind=kind,
@@ -102,7 +106,7 @@ async def list_chats(request: web.Request) -> web.Response:
     principal = await deps.authn.from_headers(request)
     reply = await deps.clients.chat.ListChats(
         chat_service_pb2.ListChatsRequest(
-            page_size=int_param(request, "page_size"),
+            page_size=page_size_param(request),
             page_token=request.query.get("page_token", ""),
         ),
         metadata=principal.metadata(),
@@ -153,7 +157,7 @@ async def history(request: web.Request) -> web.Response:
     principal = await deps.authn.from_headers(request)
     req = chat_service_pb2.GetHistoryRequest(
         chat_id=int_param(request, "chat_id"),
-        page_size=int_param(request, "page_size"),
+        page_size=page_size_param(request),
         page_token=request.query.get("page_token", ""),
     )
     for anchor in ("before_seq", "after_seq", "around_seq"):

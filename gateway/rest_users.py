@@ -23,9 +23,7 @@ async def me(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     principal = await deps.authn.from_headers(request)
-    user_id = int_param(request, "user_id")
-    if user_id <= 0:
-        raise InvalidField("user_id", "user_id must be a positive integer")
+    user_id = int_param(request, "user_id", minimum=1)
     reply = await deps.clients.auth.GetUser(
         auth_service_pb2.GetUserRequest(user_id=user_id), metadata=principal.metadata()
     )

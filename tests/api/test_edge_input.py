@@ -1,0 +1,108 @@
+"""Hostile REST input at the edge: out-of-range integers, deep JSON, lone surrogates.
+
+Each answer is a 400/422 in the documented error shape, never a 500; both shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.auth_client import Reply, Rest
+from tests.api.conftest import RestFactory
+
+HUGE = "99999999999999999999"  # > 2^64
+DEEP = b'{"email": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+def _error(reply: Reply) -> tuple[int, str, str]:
+    assert isinstance(reply.body, dict), reply.body
+    error = reply.body["error"]
+    assert {"code", "message"} <= set(error)
+    return reply.status, error["code"], error.get("metadata", {}).get("field", "")
+
+
+async def _call(rest: Rest, token: str, method: str, path: str, body: Any = None) -> Reply:
+    if isinstance(body, bytes):
+        return await rest.call(method, path, data=body, token=token)
+    return await rest.call(method, path, json=body, token=token)
+
+
+# (method, path, body, expected (status, code, field))
+_INTEGER_CASES = [
+    ("GET", f"/v1/chats?page_size={HUGE}", None, (422, "INVALID_FIELD", "page_size")),
+    ("GET", f"/v1/chats?page_size={2**31}", None, (422, "INVALID_FIELD", "page_size")),
+    ("GET", f"/v1/users/{HUGE}", None, (422, "INVALID_FIELD", "user_id")),
+    ("GET", f"/v1/auth/sessions?page_size={HUGE}", None, (422, "INVALID_FIELD", "page_size")),
+    ("GET", f"/v1/users/{2**63}", None, (422, "INVALID_FIELD", "user_id")),
+    ("GET", f"/v1/chats/{HUGE}", None, (422, "INVALID_FIELD", "chat_id")),
+    ("GET", f"/v1/chats/-{HUGE}", None, (422, "INVALID_FIELD", "chat_id")),
+    ("POST", f"/v1/chats/{HUGE}/leave", None, (422, "INVALID_FIELD", "chat_id")),
+    ("GET", f"/v1/chats/1/messages?before_seq={HUGE}", None, (422, "INVALID_FIELD", "before_seq")),
+    ("GET", f"/v1/chats/1/messages?page_size={HUGE}", None, (422, "INVALID_FIELD", "page_size")),
+    ("GET", "/v1/chats/1e22", None, (422, "INVALID_FIELD", "chat_id")),
+    ("POST", "/v1/chats", {"kind": "direct", "peer_id": 10**22}, (422, "INVALID_FIELD", "peer_id")),
+    ("POST", "/v1/chats", {"kind": "direct", "peer_id": 1e22}, (422, "INVALID_FIELD", "peer_id")),
+    ("POST", "/v1/chats", {"kind": "direct", "peer_id": 0.0}, (422, "INVALID_FIELD", "peer_id")),
+    (
+        "POST",
+        "/v1/chats",
+        {"kind": "group", "title": "g", "member_ids": [2**64]},
+        (422, "INVALID_FIELD", "member_ids"),
+    ),
+    (
+        "POST",
+        "/v1/chats",
+        {"kind": "group", "title": "g", "member_ids": [1e22]},
+        (422, "INVALID_FIELD", "member_ids"),
+    ),
+    (
+        "POST",
+        "/v1/chats/1/invite",
+        {"user_ids": [-(2**63) - 1]},
+        (422, "INVALID_FIELD", "user_ids"),
+    ),
+]
+
+_MALFORMED_CASES = [
+    ("POST", "/v1/chats", DEEP, (400, "MALFORMED_REQUEST", "")),
+    (
+        "POST",
+        "/v1/chats",
+        b'{"kind": ' + b"[" * 40 + b"]" * 40 + b"}",
+        (400, "MALFORMED_REQUEST", ""),
+    ),
+    ("POST", "/v1/auth/login", DEEP, (400, "MALFORMED_REQUEST", "")),
+    ("POST", "/v1/chats", b'{"kind": "group", "title": "\\ud800"}', (400, "MALFORMED_REQUEST", "")),
+    ("POST", "/v1/chats", b'{"kind": "group", "title": NaN}', (400, "MALFORMED_REQUEST", "")),
+    ("POST", "/v1/chats", b'{"kind": "group", "\\udfff": 1}', (400, "MALFORMED_REQUEST", "")),
+]
+
+
+async def test_out_of_range_integers_are_422_naming_the_field(rest_system: RestFactory) -> None:
+    """Integers beyond int64 (int32 for page_size) or floats for ids are 422 INVALID_FIELD."""
+    async with rest_system() as (_, rest):
+        token = (await rest.register("ints")).body["access_token"]
+        for method, path, body, expected in _INTEGER_CASES:
+            assert expected == _error(await _call(rest, token, method, path, body)), path
+
+
+async def test_malformed_json_and_text_are_400(rest_system: RestFactory) -> None:
+    """Deep nesting, lone surrogates and NaN are 400 MALFORMED_REQUEST, never a 500."""
+    async with rest_system() as (_, rest):
+        token = (await rest.register("deep")).body["access_token"]
+        for method, path, body, expected in _MALFORMED_CASES:
+            assert expected == _error(await _call(rest, token, method, path, body)), path
+        surrogate = b'{"email": "\\ud800@x.org", "password": "correct horse", "display_name": "s"}'
+        reply = await rest.call("POST", "/v1/auth/register", data=surrogate)
+        assert (400, "MALFORMED_REQUEST", "") == _error(reply)
+
+
+@pytest.mark.parametrize("user_id", ["0", "-1"])
+async def test_non_positive_user_id_is_422(rest_system: RestFactory, user_id: str) -> None:
+    """A user id of 0 or below in the path is 422 INVALID_FIELD user_id."""
+    async with rest_system() as (_, rest):
+        token = (await rest.register("zero")).body["access_token"]
+        reply = await rest.call("GET", f"/v1/users/{user_id}", token=token)
+        assert (422, "INVALID_FIELD", "user_id") == _error(reply)
