@@ -246,6 +246,11 @@ class Hub:
 
     async def detach(self, conn: Connection) -> None:
         """Forget ``conn`` (if it is still the session's current one)."""
+        # Marked closing before any await: a heartbeat sweep that took its slice of
+        # connections earlier must not report this one alive (a HEARTBEAT after its
+        # DISCONNECTED kept the user online until the registry TTL) nor re-add its
+        # registry entry after the remove below.
+        conn.closing = True
         if self._by_session.get(conn.session_id) is conn:
             del self._by_session[conn.session_id]
         last_here = self._forget(conn)

@@ -82,6 +82,7 @@ class Maintenance:
         dropped = set(silent)
         conns = [c for c in conns if c not in dropped]
         await asyncio.gather(*(_ping(c) for c in conns))
+        conns = [c for c in conns if not c.closing]  # closed by its client during the pings
         users = list(dict.fromkeys(c.user_id for c in conns))
         await self._registry.refresh(users, self._hub.pod_id)
         self._reporter.heartbeat(conns)

@@ -6,7 +6,9 @@ HEARTBEAT) has not run out. A user is online while at least one connection is li
 pod that dies without reporting takes its users offline once their TTL runs out.
 
 A closed connection is remembered (a tombstone) until its TTL ends, so a delayed batch
-with an older ``at_ms`` cannot reopen it. ``at_ms`` is the gateway's clock and only orders
+with an older ``at_ms`` cannot reopen it, nor can a HEARTBEAT of any age (only CONNECTED
+opens a connection again): a gateway sweep that raced the socket's close would otherwise
+keep the user online until the TTL ran out. ``at_ms`` is the gateway's clock and only orders
 events of one connection and dates last-seen; expiry runs on the server's clock.
 """
 
@@ -119,6 +121,8 @@ def apply_events(
         known = conns.get(key)
         if known is not None and at_ms < known.at_ms:
             continue  # older than what we have for this connection: a delayed batch
+        if event.kind is EventKind.HEARTBEAT and known is not None and not known.open:
+            continue  # only CONNECTED reopens a closed connection: a late sweep's heartbeat
         opened = event.kind is not EventKind.DISCONNECTED
         conns[key] = Connection(at_ms, now_ms + ttl_ms, opened)
         if opened:

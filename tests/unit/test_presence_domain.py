@@ -68,6 +68,19 @@ def test_delayed_older_event_is_ignored() -> None:
     assert ([], False) == (applied.transitions, is_online(applied.users[1], NOW + 1))
 
 
+def test_late_heartbeat_does_not_reopen_a_closed_connection() -> None:
+    """A HEARTBEAT newer than the connection's DISCONNECTED leaves the user offline."""
+    closed = [
+        ev(1, EventKind.CONNECTED, at_ms=NOW - 9),
+        ev(1, EventKind.DISCONNECTED, at_ms=NOW - 5),
+    ]
+    state = apply_events({}, "pod", closed, NOW, TTL).users
+    applied = apply_events(state, "pod", [ev(1, EventKind.HEARTBEAT, at_ms=NOW)], NOW + 1, TTL)
+    assert ([], False) == (applied.transitions, is_online(applied.users[1], NOW + 1))
+    reopened = apply_events(state, "pod", [ev(1, EventKind.CONNECTED)], NOW + 2, TTL)
+    assert [Transition(1, True, NOW + 2)] == reopened.transitions, "CONNECTED still reopens"
+
+
 def test_connect_and_close_in_one_batch_moves_last_seen() -> None:
     """A connection opened and closed within one batch records last-seen, never online."""
     events = [

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from gateway.ws_hub import Hub
 from gateway.ws_maintenance import Maintenance
 from svckit.backends import EmbeddedBackends
 from svckit.registry import ConnectionRegistry
@@ -52,9 +53,11 @@ class FakeHub:
 class Beats:
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.beaten: list[str] = []
 
     def heartbeat(self, conns: list[Any]) -> None:
         self.batches.append(len(conns))
+        self.beaten.extend(c.session_id for c in conns)
 
 
 async def until(condition: Any, limit: float = 10.0) -> None:
@@ -85,3 +88,23 @@ async def test_the_sweep_visits_every_socket_once_per_interval_in_slices() -> No
         assert {"pod-1": [c.user_id for c in conns]} == {k: sorted(v) for k, v in pods.items()}
     finally:
         task.cancel()
+
+
+async def test_a_socket_its_client_closed_is_not_reported_alive_by_a_later_sweep() -> None:
+    """A sweep slice taken before a client closed its socket neither heartbeats that
+    connection to presence (which kept the user online until the TTL) nor re-adds its
+    registry entry."""
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), ttl=60)
+    hub, beats = Hub("pod-1", registry), Beats()
+    gone, stays = FakeConnection(user_id=1), FakeConnection(user_id=2)
+    for conn in (gone, stays):
+        await hub.attach(cast(Any, conn))
+    sweep = Maintenance(
+        hub, registry, cast(Any, beats), cast(Any, None), interval=30.0, recheck=3600
+    )
+    slice_taken = hub.connections()  # the sweep's round starts with both sockets
+    gone.ws.closed = True
+    await hub.detach(cast(Any, gone))  # the client closed it: ws_handler's finally
+    await sweep.tick(slice_taken)
+    assert ["s2"] == beats.beaten
+    assert {"pod-1": [2]} == dict(await registry.pods_of([1, 2]))
