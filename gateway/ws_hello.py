@@ -11,6 +11,8 @@ from gateway.relays import StateReader
 from gateway.ws_hub import Connection
 from svckit.config import MessagingConfig
 
+_INT64_MAX = 2**63 - 1
+
 
 async def hello_frame(conn: Connection, states: StateReader, cfg: MessagingConfig) -> bytes:
     """Session, limits and the user's current update-log state (when the chat service has it)."""
@@ -21,7 +23,9 @@ async def hello_frame(conn: Connection, states: StateReader, cfg: MessagingConfi
         heartbeat_interval_ms=int(cfg.heartbeat_seconds * 1000),
         max_frame_bytes=cfg.max_frame_bytes,
         max_in_flight_requests=cfg.max_in_flight_per_connection,
-        token_expires_at_ms=int(conn.token_exp * 1000),
+        # Verified claims are bounded (svckit.tokens); the clamp keeps a protobuf int64
+        # from ever raising after the 101, whatever a future verifier lets through.
+        token_expires_at_ms=min(max(int(conn.token_exp * 1000), 0), _INT64_MAX),
     )
     try:
         hello.state.CopyFrom(await states.state_of(conn.user_id))

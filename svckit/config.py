@@ -35,6 +35,7 @@ from svckit.envparse import (
     queue_type,
     ratio,
 )
+from svckit.tokens import MAX_TOKEN_LIFETIME_SECONDS
 
 ROLES = ("auth", "chat", "presence", "gateway")
 TARGETS = ("all", *ROLES)
@@ -251,6 +252,14 @@ class Config:
             )
 
 
+def _access_ttl(text: str) -> int:
+    """Up to a day: verifiers refuse tokens living longer (svckit.tokens)."""
+    value = positive_int(text)
+    if value > MAX_TOKEN_LIFETIME_SECONDS:
+        raise ValueError(f"expected at most {MAX_TOKEN_LIFETIME_SECONDS} seconds, got {text!r}")
+    return value
+
+
 def _auth_config(env: Env, database_url: str) -> AuthConfig:
     data_dir = env.get("MINITG_DATA_DIR", "var", Path)
     embedded = "true" if is_embedded_url(database_url) else "false"
@@ -259,7 +268,7 @@ def _auth_config(env: Env, database_url: str) -> AuthConfig:
         generate_keys=env.get("MINITG_JWT_GENERATE_KEYS", embedded, boolean),
         issuer=env.get("MINITG_JWT_ISSUER", "minitg", nonempty),
         audience=env.get("MINITG_JWT_AUDIENCE", "minitg", nonempty),
-        access_ttl_seconds=env.get("MINITG_ACCESS_TOKEN_TTL_SECONDS", "900", positive_int),
+        access_ttl_seconds=env.get("MINITG_ACCESS_TOKEN_TTL_SECONDS", "900", _access_ttl),
         refresh_ttl_seconds=env.get(
             "MINITG_REFRESH_TOKEN_TTL_SECONDS", str(30 * 86400), positive_int
         ),

@@ -9,6 +9,7 @@ is checked by the caller (``svckit.authn``), because it needs I/O.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,13 @@ from svckit.errors import Unauthenticated
 ALGORITHM = "ES256"
 TOKEN_TYPE = "at+jwt"  # RFC 9068: tells an access token from any other JWT we might sign
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "iat", "exp", "jti")
+INT64_MAX = 2**63 - 1
+# Bounds on what a verified token may claim (MINITG_ACCESS_TOKEN_TTL_SECONDS is at most
+# MAX_TOKEN_LIFETIME_SECONDS). The skew allowance is for a signer whose clock runs ahead.
+MAX_TOKEN_LIFETIME_SECONDS = 86_400
+CLOCK_SKEW_LIMIT_SECONDS = 300
+MAX_ID_CLAIM_CHARS = 128
+_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +174,49 @@ def _header(token: str) -> dict[str, Any]:
 
 
 def _claims(claims: Mapping[str, Any], now: float, leeway: int) -> AccessClaims:
-    try:
-        user_id = int(claims["sub"])
-        session_id, token_id = str(claims["sid"]), str(claims["jti"])
-        issued_at, expires_at = int(claims["iat"]), int(claims["exp"])
-    except (TypeError, ValueError):
-        raise Unauthenticated("access token claims are malformed", reason="TOKEN_INVALID") from None
+    """Every claim checked for type and range before it is used: a token signed by our own
+    key may still carry values we never issue (``exp=2**63`` once crashed the WebSocket
+    hello, which turns ``exp`` into an int64 of milliseconds)."""
+    user_id = _user_id(claims["sub"])
+    session_id, token_id = _text(claims["sid"]), _text(claims["jti"])
+    issued_at, expires_at = _time(claims["iat"], now), _time(claims["exp"], now)
     if now > expires_at + leeway:
         raise Unauthenticated("access token expired", reason="TOKEN_EXPIRED")
     if issued_at > now + leeway:
         raise Unauthenticated("access token issued in the future", reason="TOKEN_INVALID")
+    if not issued_at < expires_at <= issued_at + MAX_TOKEN_LIFETIME_SECONDS:
+        raise _malformed("exp must be after iat and within a day of it")
+    if "nbf" in claims and _time(claims["nbf"], now) > now + leeway:
+        raise _malformed("the token is not valid yet (nbf)")
     return AccessClaims(user_id, session_id, issued_at, expires_at, token_id)
+
+
+def _malformed(why: str) -> Unauthenticated:
+    return Unauthenticated(f"access token claims are malformed: {why}", reason="TOKEN_INVALID")
+
+
+def _user_id(value: object) -> int:
+    """``sub``: the decimal text of a user id in 1..2^63-1, as we issue it."""
+    if not isinstance(value, str) or not _USER_ID.fullmatch(value) or int(value) > INT64_MAX:
+        raise _malformed("sub must be a user id")
+    return int(value)
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CLAIM_CHARS:
+        raise _malformed(f"sid and jti must be 1..{MAX_ID_CLAIM_CHARS} characters")
+    return value
+
+
+def _time(value: object, now: float) -> int:
+    """A NumericDate (whole seconds, as we issue them) between 0 and a day from ``now``:
+    far enough to accept every token we sign, near enough that no later arithmetic (ms,
+    protobuf int64) can overflow."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _malformed("iat, exp and nbf must be integers")
+    if not 0 <= value <= now + MAX_TOKEN_LIFETIME_SECONDS + CLOCK_SKEW_LIMIT_SECONDS:
+        raise _malformed("a time claim is out of range")
+    return value
 
 
 def keyring_lookup(jwks: Sequence[Mapping[str, str]]) -> dict[str, ec.EllipticCurvePublicKey]:

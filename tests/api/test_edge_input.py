@@ -106,3 +106,46 @@ async def test_non_positive_user_id_is_422(rest_system: RestFactory, user_id: st
         token = (await rest.register("zero")).body["access_token"]
         reply = await rest.call("GET", f"/v1/users/{user_id}", token=token)
         assert (422, "INVALID_FIELD", "user_id") == _error(reply)
+
+
+def _out_of_range_claims(now: int) -> dict[str, dict[str, Any]]:
+    """name -> claim changes that a token signed by the server's own key must not get past."""
+    return {
+        "exp 2^63": {"exp": 2**63},
+        "exp 2^64": {"exp": 2**64},
+        "exp float 1e30": {"exp": 1e30},
+        "exp two days ahead": {"exp": now + 2 * 86_400},
+        "exp not after iat": {"iat": now, "exp": now},
+        "iat negative": {"iat": -(2**63) - 1},
+        "iat bool": {"iat": True},
+        "nbf in a day": {"nbf": now + 86_000},
+        "sub 2^63": {"sub": str(2**63)},
+        "sub 0": {"sub": "0"},
+        "sub negative": {"sub": "-5"},
+        "sub int": {"sub": 5},
+        "sub with spaces": {"sub": " 5"},
+        "sid object": {"sid": {"a": 1}},
+        "jti huge": {"jti": "j" * 1_000},
+    }
+
+
+async def test_out_of_range_claims_are_token_invalid(rest_system: RestFactory) -> None:
+    """A server-signed token with out-of-range claims is 401 TOKEN_INVALID over REST and
+    at the WebSocket upgrade (never a 101 followed by a crash); the real token still works."""
+    import time
+
+    import aiohttp
+
+    from tests.api.token_forgery import resign
+
+    async with rest_system() as (system, rest):
+        token = (await rest.register("claims")).body["access_token"]
+        ws_url = system.http_url.replace("http://", "ws://") + "/v1/ws"
+        for name, changes in _out_of_range_claims(int(time.time())).items():
+            forged = resign(system, token, **changes)
+            reply = await rest.call("GET", "/v1/users/me", token=forged)
+            assert (401, "TOKEN_INVALID", "") == _error(reply), name
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await rest.session.ws_connect(ws_url, headers={"Authorization": f"Bearer {forged}"})
+            assert 401 == refused.value.status, name
+        assert 200 == (await rest.call("GET", "/v1/users/me", token=token)).status
