@@ -51,10 +51,11 @@ def error_response(
 
 
 def details_response(details: ErrorDetails) -> web.Response:
-    """Turn a service's error into the HTTP answer (with Retry-After on 429)."""
+    """Turn a service's error into the HTTP answer (with Retry-After on 429 and 503 when
+    the retry time is known: a rate limit's wait, or a dependency outage's hint)."""
     headers: dict[str, str] = {}
     retry_ms = details.metadata.get("retry_after_ms")
-    if details.http_status == 429 and retry_ms and retry_ms.isdigit():
+    if details.http_status in (429, 503) and retry_ms and retry_ms.isdigit():
         headers["Retry-After"] = str(max(1, -(-int(retry_ms) // 1000)))
     message = details.message
     if details.code == grpc.StatusCode.INTERNAL:
@@ -97,6 +98,29 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "INTERNAL", "internal error")
+
+
+# Every answer is JSON or a WebSocket, never a page: nothing may sniff, frame or embed it,
+# and no Referer leaks a token from a URL (?access_token= on browser upgrades).
+SECURITY_HEADERS: Mapping[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
+SERVER_NAME = "minitg"  # not aiohttp's "Python/3.x aiohttp/3.y": no versions for scanners
+
+
+async def harden_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: runs after aiohttp set its own headers, so ours win.
+
+    API answers carry tokens (register, login, refresh) or private data, so no cache may
+    keep any of them: ``Cache-Control: no-store`` unless a handler chose otherwise.
+    """
+    response.headers["Server"] = SERVER_NAME
+    response.headers.update(SECURITY_HEADERS)
+    if request.path.startswith("/v1/"):
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:

@@ -149,3 +149,38 @@ async def test_out_of_range_claims_are_token_invalid(rest_system: RestFactory) -
                 await rest.session.ws_connect(ws_url, headers={"Authorization": f"Bearer {forged}"})
             assert 401 == refused.value.status, name
         assert 200 == (await rest.call("GET", "/v1/users/me", token=token)).status
+
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Server": "minitg",
+}
+
+
+async def test_answers_carry_security_headers_and_no_store(rest_system: RestFactory) -> None:
+    """Token answers (register, login, refresh) and every other API answer, errors
+    included, are no-store, nosniff, unframeable, and name no server version."""
+    async with rest_system() as (_, rest):
+        reg = await rest.register("hdr")
+        login = await rest.login(reg.body["user"]["email"], "correct horse battery")
+        refresh = await rest.call(
+            "POST", "/v1/auth/refresh", json={"refresh_token": login.body["refresh_token"]}
+        )
+        token = login.body["access_token"]
+        replies = {
+            "register": reg,
+            "login": login,
+            "refresh": refresh,
+            "me": await rest.call("GET", "/v1/users/me", token=token),
+            "chats": await rest.call("GET", "/v1/chats", token=token),
+            "401": await rest.call("GET", "/v1/users/me"),
+            "404": await rest.call("GET", "/v1/nothing"),
+            "health": await rest.call("GET", "/v1/health"),
+        }
+        assert (201, 200, 200) == (reg.status, login.status, refresh.status)
+        for name, reply in replies.items():
+            got = {k: reply.headers.get(k) for k in [*_SECURITY_HEADERS, "Cache-Control"]}
+            assert _SECURITY_HEADERS | {"Cache-Control": "no-store"} == got, name
