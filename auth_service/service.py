@@ -84,7 +84,8 @@ class AuthUseCases:
         session_id, now_ms = new_session_id(), self._now_ms()
         refresh, refresh_hash = new_refresh_token()
         user = await self._store.create_user_with_session(
-            email=email, display_name=name, password_hash=password_hash,
+            email=email, email_key=accounts.email_key(email),
+            display_name=name, password_hash=password_hash,
             session_id=session_id, device_name=device, refresh_hash=refresh_hash,
             refresh_expires_ms=now_ms + self._cfg.refresh_ttl_seconds * 1000, now_ms=now_ms,
         )  # fmt: skip
@@ -93,8 +94,9 @@ class AuthUseCases:
     async def login(self, email: str, password: str, device_name: str) -> SignedIn:
         """Same error, message and (on average) time for an unknown email and a wrong password."""
         secret = password.encode("utf-8", errors="replace")
-        shaped = len(secret) <= accounts.PASSWORD_MAX_BYTES and "@" in email
-        user = await self._store.user_by_email(email.strip()) if shaped else None
+        key = accounts.lookup_key(email)
+        shaped = len(secret) <= accounts.PASSWORD_MAX_BYTES and key is not None
+        user = await self._store.user_by_email(key) if key is not None and shaped else None
         ok = await self._hasher.check(secret[: accounts.PASSWORD_MAX_BYTES], _hash_of(user))
         if user is None or not ok or not shaped:
             raise Unauthenticated(_BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
@@ -175,7 +177,8 @@ class AuthUseCases:
         return await self._store.users_by_ids(user_ids)
 
     async def lookup(self, email: str) -> UserRecord:
-        user = await self._store.user_by_email(email.strip())
+        key = accounts.lookup_key(email)
+        user = await self._store.user_by_email(key) if key is not None else None
         if user is None:
             raise NotFound("no user has this email", reason="USER_NOT_FOUND")
         return user

@@ -67,6 +67,7 @@ class AccountStore:
         self,
         *,
         email: str,
+        email_key: str,
         display_name: str,
         password_hash: str,
         session_id: str,
@@ -75,13 +76,15 @@ class AccountStore:
         refresh_expires_ms: int,
         now_ms: int,
     ) -> UserRecord:
-        """Create an account and its first session atomically; EMAIL_TAKEN on a duplicate."""
+        """Create an account and its first session atomically; EMAIL_TAKEN when another
+        account has the same ``email_key`` (``accounts.email_key``)."""
         try:
             async with self._db.transaction() as tx:
                 row = await tx.fetchrow(
-                    f"INSERT INTO users (email, display_name, password_hash, created_at_ms) "
-                    f"VALUES ($1, $2, $3, $4) RETURNING {_USER_COLUMNS}",
+                    "INSERT INTO users (email, email_key, display_name, password_hash, "
+                    f"created_at_ms) VALUES ($1, $2, $3, $4, $5) RETURNING {_USER_COLUMNS}",
                     email,
+                    email_key,
                     display_name,
                     password_hash,
                     now_ms,
@@ -139,8 +142,12 @@ class AccountStore:
             refresh_expires_ms,
         )
 
-    async def user_by_email(self, email: str) -> UserRecord | None:
-        row = await self._db.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE email = $1", email)
+    async def user_by_email(self, email_key: str) -> UserRecord | None:
+        """The account whose ``email_key`` is this (never a comparison on ``email``, whose
+        folding differs between the engines)."""
+        row = await self._db.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE email_key = $1", email_key
+        )
         return _user(row) if row else None
 
     async def user_by_id(self, user_id: int) -> UserRecord | None:

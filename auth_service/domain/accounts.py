@@ -23,14 +23,40 @@ DEFAULT_DEVICE_NAME = "unnamed device"
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
 
 
+# Characters no address may hold: controls (Cc: NUL, newlines), format characters (Cf:
+# zero-width U+200B-U+200F, bidi overrides U+202A-U+202E and isolates U+2066-U+2069, BOM),
+# line/paragraph separators and surrogates. They make two addresses that look the same
+# ("ad\u200bmin@...") or one that reads backwards in a member list.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
 def normalize_email(raw: str) -> str:
-    """The email as stored (case preserved, surrounding spaces removed)."""
-    email = raw.strip()
+    """The email as stored: NFC, case preserved, surrounding spaces removed."""
+    email = unicodedata.normalize("NFC", raw.strip())
     if not email:
         raise InvalidField("email", "email is required")
+    if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in email):
+        raise InvalidField("email", "email must not contain control or invisible characters")
     if len(email) > EMAIL_MAX or not _EMAIL_RE.match(email):
         raise InvalidField("email", "email is not a valid address")
     return email
+
+
+def email_key(email: str) -> str:
+    """What makes two addresses one account: Unicode caseless matching of the NFC form
+    (full case folding, so ``Ärger@x.org`` and ``ärger@x.org`` are one, as are ``ß`` and
+    ``ss``). Computed here, not by the database, so PostgreSQL and SQLite agree."""
+    folded = unicodedata.normalize("NFD", email).casefold()
+    return unicodedata.normalize("NFC", folded)
+
+
+def lookup_key(raw: str) -> str | None:
+    """The key of an address typed at login or lookup; None when it cannot be an address
+    (the caller answers as for an unknown one)."""
+    try:
+        return email_key(normalize_email(raw))
+    except InvalidField:
+        return None
 
 
 def validate_password(password: str) -> bytes:

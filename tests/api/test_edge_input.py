@@ -184,3 +184,37 @@ async def test_answers_carry_security_headers_and_no_store(rest_system: RestFact
         for name, reply in replies.items():
             got = {k: reply.headers.get(k) for k in [*_SECURITY_HEADERS, "Cache-Control"]}
             assert _SECURITY_HEADERS | {"Cache-Control": "no-store"} == got, name
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a\x00b@example.org",
+        "a\u202eb@example.org",
+        "ad\u200bmin@example.org",
+        "a\u2066b@example.org",
+        "a\u2028b@example.org",
+        "\ufeffann@example.org",
+    ],
+    ids=repr,
+)
+async def test_invisible_characters_in_email_are_422(rest_system: RestFactory, email: str) -> None:
+    """Control, zero-width, bidi and separator characters in an email are 422 INVALID_FIELD."""
+    async with rest_system() as (_, rest):
+        reply = await rest.register("inv", email=email)
+        assert (422, "INVALID_FIELD", "email") == _error(reply)
+
+
+async def test_email_case_and_normal_form_make_one_account(rest_system: RestFactory) -> None:
+    """Non-ASCII case (Ärger/ärger) and NFD/NFC spellings are one account on both engines:
+    a second registration is 409, and login and lookup find the first by any spelling."""
+    async with rest_system() as (_, rest):
+        first = await rest.register("umlaut", email="Ärger@example.org")
+        assert 201 == first.status
+        for other in ("ärger@example.org", "A\u0308rger@example.org", "ÄRGER@EXAMPLE.ORG"):
+            assert (409, "EMAIL_TAKEN", "") == _error(await rest.register("u2", email=other))
+            login = await rest.login(other, "correct horse battery")
+            assert (200, first.body["user"]["id"]) == (login.status, login.body["user"]["id"])
+        token = first.body["access_token"]
+        found = await rest.call("GET", "/v1/users?email=a%CC%88rger@example.org", token=token)
+        assert (200, first.body["user"]["id"]) == (found.status, found.body["user"]["id"])

@@ -42,7 +42,7 @@ class User(_message.Message):
     display_name: _builtins.str
     """The name shown to other users: 1 to 64 Unicode characters after the server trims surrounding whitespace, never empty."""
     email: _builtins.str
-    """The account's email address as the user typed it at registration (trimmed, case preserved; matching is case-insensitive); set only when the caller is this user and empty for everyone else."""
+    """The account's email address as the user typed it at registration (trimmed, in Unicode NFC, case preserved; matching uses full Unicode case folding); set only when the caller is this user and empty for everyone else."""
     created_at_ms: _builtins.int
     """When the account was registered, in Unix milliseconds."""
     def __init__(

@@ -30,7 +30,7 @@ class RegisterRequest(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     DEVICE_NAME_FIELD_NUMBER: _builtins.int
     email: _builtins.str
-    """The account's email address: at most 254 characters with exactly one "@"; the server trims surrounding whitespace and lower-cases it before storing and comparing."""
+    """The account's email address: at most 254 characters with exactly one "@" and no control, zero-width, bidi-override or line-separator characters (Unicode Cc, Cf, Zl, Zp); the server trims surrounding whitespace and stores it in Unicode NFC with its case, and two addresses equal under full Unicode case folding (Ärger and ärger, ß and ss) are one account."""
     password: _builtins.str
     """The account's password: 8 to 72 bytes in UTF-8 (the bcrypt input limit); longer passwords are rejected, never silently truncated."""
     display_name: _builtins.str

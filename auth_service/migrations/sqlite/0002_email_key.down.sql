@@ -1,0 +1,2 @@
+DROP INDEX users_email_key_idx;
+ALTER TABLE users DROP COLUMN email_key;
