@@ -75,7 +75,9 @@ class Database(Executor, Protocol):
     Statements outside ``transaction()`` autocommit. ``transaction()`` yields an executor
     whose statements commit together when the block exits normally and roll back when it
     raises; transactions are serializable against each other for writes to the same rows
-    (PostgreSQL row locks, SQLite's single writer).
+    (PostgreSQL row locks, SQLite's single writer). A task cancelled at any await inside
+    ``transaction()`` (BEGIN, a statement, COMMIT) rolls back like a raising block: the
+    connection is clean before another caller gets it, and the next transaction works.
     """
 
     schema: str
@@ -85,7 +87,9 @@ class Database(Executor, Protocol):
         ...
 
     async def ping(self) -> bool:
-        """Return True when the database answers a trivial query, False otherwise."""
+        """Return True when the database could run a write transaction now: it answers
+        within a couple of seconds (PostgreSQL: a pooled connection answers SELECT 1;
+        SQLite: its write lock can be taken). False, never an exception, otherwise."""
         ...
 
     async def close(self) -> None:

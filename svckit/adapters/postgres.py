@@ -21,12 +21,14 @@ from typing import Any
 
 import asyncpg
 
+from svckit.adapters.cancellation import finish_despite_cancellation
 from svckit.ports import Dialect, Executor, Row, StorageError, StorageUnavailable, UniqueViolation
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Command tags whose trailing number counts changed rows ("INSERT 0 3", "UPDATE 2").
 _CHANGING_COMMANDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
 _CLOSE_GRACE_SECONDS = 5.0
+_ROLLBACK_TIMEOUT_SECONDS = 5.0
 
 # Exceptions that mean "the connection, not the statement, failed": a retry on a fresh
 # connection may succeed. InterfaceError also covers "pool is closed" after close().
@@ -176,21 +178,27 @@ class PostgresDatabase:
 
         Only the pool and transaction calls are error-mapped here: an exception raised by
         the caller's own code inside the block passes through untouched (after rollback).
+
+        Cancellation-safe: a cancel landing on BEGIN, a statement or COMMIT rolls back
+        before the connection goes back to the pool, even if the task is cancelled again
+        meanwhile (asyncpg first waits for the cancelled statement's server-side cancel).
+        Plain BEGIN/COMMIT/ROLLBACK rather than asyncpg's ``Transaction``: that object
+        cannot be rolled back once its BEGIN was interrupted, which left the rollback to
+        the pool's release, logging an error for every cancelled request.
         """
         pool = self._require_pool()
         with _mapped_errors():
             conn = await pool.acquire()
         try:
-            tx = conn.transaction()
-            with _mapped_errors():
-                await tx.start()
             try:
+                with _mapped_errors():
+                    await conn.execute("BEGIN")
                 yield _ConnectionExecutor(conn)
+                with _mapped_errors():
+                    await conn.execute("COMMIT")
             except BaseException:
-                await _rollback_quietly(tx)
+                await finish_despite_cancellation(_roll_back(conn))
                 raise
-            with _mapped_errors():
-                await tx.commit()
         finally:
             await pool.release(conn)
 
@@ -215,10 +223,17 @@ class PostgresDatabase:
             pool.terminate()
 
 
-async def _rollback_quietly(tx: asyncpg.transaction.Transaction) -> None:
-    """Roll back after a failure; a broken connection must not mask the original error."""
-    with suppress(asyncpg.PostgresError, *_UNAVAILABLE_ERRORS):
-        await tx.rollback()
+async def _roll_back(conn: asyncpg.Connection) -> None:
+    """ROLLBACK after a failure or a cancel (a no-op warning if BEGIN never ran). A
+    connection that cannot roll back within a few seconds is terminated instead, which
+    ends its transaction on the server, so the pool never hands out a half-done one."""
+    try:
+        async with asyncio.timeout(_ROLLBACK_TIMEOUT_SECONDS):
+            await conn.execute("ROLLBACK")
+    except (asyncpg.PostgresError, *_UNAVAILABLE_ERRORS):
+        # A connection the server already closed is back in the pool; nothing to end.
+        with suppress(asyncpg.InterfaceError):
+            conn.terminate()
 
 
 async def _create_schema(dsn: str, schema: str) -> None:

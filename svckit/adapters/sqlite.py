@@ -16,6 +16,7 @@ of a PostgreSQL schema.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -25,11 +26,17 @@ from typing import Any
 
 import aiosqlite
 
+from svckit.adapters.cancellation import finish_despite_cancellation
 from svckit.ports import Dialect, Executor, Row, StorageError, StorageUnavailable, UniqueViolation
+
+log = logging.getLogger("minitg.sqlite")
 
 MEMORY = ":memory:"
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 _BUSY_TIMEOUT_MS = 5000
+# A healthy database takes its write lock in milliseconds; the health checks that call
+# ping() give it 1-2 s, so waiting longer would only turn "down" into "timed out".
+_PING_TIMEOUT_SECONDS = 1.5
 
 
 def to_sqlite_placeholders(sql: str) -> str:
@@ -174,35 +181,63 @@ class SqliteDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises.
+
+        Cancellation-safe: a cancel landing on the await of BEGIN, of a statement or of
+        COMMIT still rolls back, and the rollback runs to its end (even if cancelled again)
+        before the lock is released. aiosqlite runs a cancelled call to completion on its
+        thread anyway, so releasing the lock early would hand the next task a connection
+        inside a transaction nobody owns: every later BEGIN fails and autocommit writes are
+        never committed.
+        """
         async with self._exclusive() as executor:
-            await executor.execute("BEGIN IMMEDIATE")
             self._tx_owner = asyncio.current_task()
             try:
+                await self._begin(executor)
                 yield executor
-            except BaseException:
-                await self._rollback_quietly()
+                await executor.execute("COMMIT")
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError) and self._conn is not None:
+                    # Stop a long statement still running on the thread for a caller
+                    # that has gone; the ROLLBACK queued behind it then runs at once.
+                    await self._conn.interrupt()
+                await finish_despite_cancellation(self._rollback_quietly())
                 raise
-            else:
-                try:
-                    await executor.execute("COMMIT")
-                except BaseException:
-                    await self._rollback_quietly()
-                    raise
             finally:
                 self._tx_owner = None
 
+    async def _begin(self, executor: _ConnectionExecutor) -> None:
+        """BEGIN IMMEDIATE; a transaction found open (which only a bug or a failed
+        rollback can leave) is rolled back first and logged, rather than failing every
+        transaction from now on."""
+        try:
+            await executor.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "within a transaction" not in str(exc):
+                raise
+            log.error("schema %s: rolling back a transaction left open", self.schema)
+            await executor.execute("ROLLBACK")
+            await executor.execute("BEGIN IMMEDIATE")
+
     async def _rollback_quietly(self) -> None:
         """Roll back; a failing rollback must not mask the error that caused it."""
-        with suppress(sqlite3.Error, StorageError):
+        with suppress(sqlite3.Error, StorageError, ValueError):
             await self._executor.execute("ROLLBACK")
 
     async def ping(self) -> bool:
-        """True when the connection answers ``SELECT 1``."""
+        """True when the write lock can be taken within ``_PING_TIMEOUT_SECONDS``.
+
+        An empty ``BEGIN IMMEDIATE`` transaction, not ``SELECT 1``: in WAL mode a read
+        answers while a stuck transaction (of this handle or another process) holds the
+        write lock and every write fails.
+        """
         try:
-            return bool(await self.fetchval("SELECT 1") == 1)
-        except (StorageError, sqlite3.Error, ValueError):
+            async with asyncio.timeout(_PING_TIMEOUT_SECONDS):
+                async with self.transaction():
+                    pass
+        except (StorageError, sqlite3.Error, ValueError, TimeoutError):
             return False
+        return True
 
     async def close(self) -> None:
         """Close the connection (and stop aiosqlite's worker thread, which is not a
