@@ -13,10 +13,12 @@ from auth_service.adapters.keys import load_signing_keys
 from auth_service.adapters.passwords import PasswordHasher
 from auth_service.adapters.store import AccountStore
 from auth_service.api.servicer import AuthServicer
+from auth_service.api.throttle import AuthThrottle
 from auth_service.service import AuthUseCases
 from svckit.authn import Authenticator
 from svckit.backends import EmbeddedBackends
 from svckit.config import Config
+from svckit.ratelimit import RateLimiter
 from svckit.revocations import open_revocations
 from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
 
@@ -50,7 +52,11 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
         session_ttl=0,  # the auth service reads its own table: always current
         min_jwks_refresh=0,
     )
-    servicer = AuthServicer(cases, authn)
+    assert backends.hot_state is not None
+    limiter = RateLimiter(backends.hot_state, cfg.rates)  # shared by every auth pod
+    stack.push_async_callback(limiter.close)
+    throttle = AuthThrottle(limiter, cfg.messaging.internal_token)
+    servicer = AuthServicer(cases, authn, throttle)
 
     def register(server: aio.Server) -> None:
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)

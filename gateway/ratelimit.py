@@ -1,44 +1,44 @@
-"""Rate limits shared by every gateway pod (the hot-state store's GCRA buckets).
+"""The gateway's view of rate limiting: who the HTTP caller is, and the shared limiter.
 
-Checks are coalesced: the hits that arrive while a round trip is out leave together as
-one pipeline, so a storm of WebSocket upgrades pays a few round trips, not one each.
+The limiter itself lives in ``svckit.ratelimit``: the auth service enforces the login,
+register, refresh and user-lookup limits; the gateway keeps only the per-user WebSocket
+upgrade limit (its own resource) and tells the auth service the client's IP.
 """
 
 from __future__ import annotations
 
+import ipaddress
+
 from aiohttp import web
 
-from svckit.coalesce import Coalescer
-from svckit.config import RateLimits, RateRule
-from svckit.errors import RateLimited
-from svckit.ports import HotState, RateDecision
+from svckit.authn import service_metadata
+from svckit.config import Config
+from svckit.ratelimit import CLIENT_IP_HEADER, RateLimiter
 
-HIT_BATCH = 500  # checks per pipeline
-HIT_ROUND_TRIPS = 2  # pipelines in flight at once
+__all__ = ["RateLimiter", "client_ip", "client_metadata"]
 
 
-class RateLimiter:
-    """Checks named buckets; a refusal raises RATE_LIMITED with the retry time."""
+def client_ip(request: web.Request, trust_forwarded_for: bool) -> str:
+    """The caller's address: the peer, or the last hop a trusted proxy appended."""
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops and _is_address(hops[-1]):
+            return hops[-1]
+    return request.remote or "unknown"
 
-    def __init__(self, state: HotState, limits: RateLimits) -> None:
-        self._state, self.limits = state, limits
-        self._hits: Coalescer[tuple[str, int, float], RateDecision] = Coalescer(
-            self._hit_many, max_items=HIT_BATCH, max_in_flight=HIT_ROUND_TRIPS, name="rate_limit"
-        )
 
-    async def hit(self, bucket: str, key: str, rule: RateRule) -> None:
-        decision = await self._hits.submit((f"rl:{bucket}:{key}", rule.limit, rule.window))
-        if not decision.allowed:
-            raise RateLimited("too many requests; retry later", retry_after=decision.retry_after)
+def client_metadata(request: web.Request, cfg: Config) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata for the auth service's public calls: the internal credential, which
+    lets it believe the client IP that follows (its per-IP limits are the client's, not
+    this gateway's)."""
+    ip = client_ip(request, cfg.rates.trust_forwarded_for)
+    return (*service_metadata(cfg.messaging.internal_token), (CLIENT_IP_HEADER, ip))
 
-    async def _hit_many(self, hits: list[tuple[str, int, float]]) -> list[RateDecision]:
-        return await self._state.rate_hit_many(hits)
 
-    def client_ip(self, request: web.Request) -> str:
-        """The caller's address: the peer, or the last hop a trusted proxy appended."""
-        if self.limits.trust_forwarded_for:
-            forwarded = request.headers.get("X-Forwarded-For", "")
-            hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-            if hops:
-                return hops[-1]
-        return request.remote or "unknown"
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

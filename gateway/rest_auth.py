@@ -1,7 +1,8 @@
 """REST endpoints for accounts and sessions: ``/v1/auth/*`` and the JWKS document.
 
-Each handler reads JSON, applies the gateway's rate limits, calls ``AuthService`` over
-gRPC (forwarding the caller's bearer token) and shapes the JSON answer. The refresh token
+Each handler reads JSON, calls ``AuthService`` over gRPC (forwarding the caller's bearer
+token, or for sign-in calls the client's IP, which the auth service rate limits by) and
+shapes the JSON answer. The refresh token
 also travels in an HttpOnly cookie scoped to ``/v1/auth`` for browser clients.
 """
 
@@ -14,6 +15,7 @@ from minitg.auth.v1 import auth_pb2, auth_service_pb2
 
 from gateway.deps import DEPS, GatewayDeps
 from gateway.http_json import page_size_param, read_object, text_field
+from gateway.ratelimit import client_metadata
 from svckit.authn import AUTHORIZATION
 
 REFRESH_COOKIE = "refresh_token"
@@ -76,12 +78,11 @@ async def register(request: web.Request) -> web.Response:
     password = text_field(body, "password")
     display_name = text_field(body, "display_name")
     device_name = text_field(body, "device_name", required=False)
-    limits = deps.limiter.limits
-    await deps.limiter.hit("register-ip", deps.limiter.client_ip(request), limits.register_per_ip)
     reply = await deps.clients.auth.Register(
         auth_service_pb2.RegisterRequest(
             email=email, password=password, display_name=display_name, device_name=device_name
-        )
+        ),
+        metadata=client_metadata(request, deps.cfg),
     )
     return _signed_in(deps, reply, 201)
 
@@ -92,11 +93,9 @@ async def login(request: web.Request) -> web.Response:
     email = text_field(body, "email")
     password = text_field(body, "password")
     device_name = text_field(body, "device_name", required=False)
-    ip, limits = deps.limiter.client_ip(request), deps.limiter.limits
-    await deps.limiter.hit("login-ip", ip, limits.login_per_ip)
-    await deps.limiter.hit("login", f"{ip}|{email.strip().lower()}", limits.login_per_ip_email)
     reply = await deps.clients.auth.Login(
-        auth_service_pb2.LoginRequest(email=email, password=password, device_name=device_name)
+        auth_service_pb2.LoginRequest(email=email, password=password, device_name=device_name),
+        metadata=client_metadata(request, deps.cfg),
     )
     return _signed_in(deps, reply, 200)
 
@@ -107,10 +106,10 @@ async def refresh(request: web.Request) -> web.Response:
     token = text_field(body, "refresh_token", required=False) or request.cookies.get(
         REFRESH_COOKIE, ""
     )
-    await deps.limiter.hit(
-        "refresh-ip", deps.limiter.client_ip(request), deps.limiter.limits.refresh_per_ip
+    reply = await deps.clients.auth.Refresh(
+        auth_service_pb2.RefreshRequest(refresh_token=token),
+        metadata=client_metadata(request, deps.cfg),
     )
-    reply = await deps.clients.auth.Refresh(auth_service_pb2.RefreshRequest(refresh_token=token))
     response = web.json_response({"session_id": reply.session_id, **_token_json(reply.tokens)})
     _set_refresh_cookie(deps, response, reply.tokens)
     return response

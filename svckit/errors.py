@@ -115,11 +115,31 @@ class RateLimited(DomainError):
         self.retry_after = retry_after
 
 
+# The retry hint of an outage answer (REST Retry-After, WebSocket retry_after_ms): a
+# restarting Redis or PostgreSQL is usually back within a second or two, and clients back
+# off exponentially from there.
+OUTAGE_RETRY_AFTER_SECONDS = 1.0
+
+
 class Unavailable(DomainError):
-    """A dependency is down; retrying later may help."""
+    """A dependency is down; retrying later may help (after ``retry_after`` seconds, when
+    given: it rides in metadata ``retry_after_ms`` like RATE_LIMITED's)."""
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        extra = dict(metadata or {})
+        if retry_after is not None:
+            extra["retry_after_ms"] = str(max(1, int(retry_after * 1000)))
+        super().__init__(message, reason=reason, metadata=extra)
 
 
 def to_grpc_status(error: DomainError) -> grpc.Status:

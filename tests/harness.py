@@ -103,6 +103,9 @@ def base_env(shape: str, tmp_path: Path) -> dict[str, str]:
         "MINITG_SHUTDOWN_GRACE_SECONDS": "2",
         "MINITG_COOKIE_SECURE": "false",
         "MINITG_POD_ID": f"pod-{secrets.token_hex(4)}",
+        # The auth service limits registrations per client IP, gRPC ones included, and
+        # every test registers its users from 127.0.0.1.
+        "MINITG_RATE_REGISTER_PER_IP": "100000/3600",
     }
     if shape == "distributed":
         env |= {

@@ -1,7 +1,8 @@
 """The AuthService servicer: translates proto <-> use cases and authenticates callers.
 
 Register, Login, Refresh and GetJwks are public (they are how a caller gets credentials);
-every other RPC requires a valid access token whose session is live.
+every other RPC requires a valid access token whose session is live. Register, Login,
+Refresh and LookupUser are rate limited here (``throttle``), whoever the caller is.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from minitg.auth.v1 import auth_pb2, auth_service_pb2, auth_service_pb2_grpc
 
 from auth_service.adapters.store import SessionRecord, UserRecord
+from auth_service.api.throttle import AuthThrottle
 from auth_service.service import AuthUseCases, SignedIn, Tokens
 from svckit.authn import Authenticator, Principal, bearer_from_metadata
 from svckit.errors import InvalidField
@@ -59,25 +61,28 @@ def _signed_in(result: SignedIn) -> dict[str, Any]:
 class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
     """minitg.auth.v1.AuthService."""
 
-    def __init__(self, cases: AuthUseCases, authn: Authenticator) -> None:
-        self._cases, self._authn = cases, authn
+    def __init__(self, cases: AuthUseCases, authn: Authenticator, throttle: AuthThrottle) -> None:
+        self._cases, self._authn, self._throttle = cases, authn, throttle
 
     async def _caller(self, context: Any) -> Principal:
         return await self._authn.from_metadata(context.invocation_metadata())
 
     async def Register(self, request: Any, context: Any) -> auth_service_pb2.RegisterResponse:
+        await self._throttle.register(self._throttle.client_ip(context))
         result = await self._cases.register(
             request.email, request.password, request.display_name, request.device_name
         )
         return auth_service_pb2.RegisterResponse(**_signed_in(result))
 
     async def Login(self, request: Any, context: Any) -> auth_service_pb2.LoginResponse:
+        await self._throttle.login(self._throttle.client_ip(context), request.email)
         result = await self._cases.login(request.email, request.password, request.device_name)
         return auth_service_pb2.LoginResponse(**_signed_in(result))
 
     async def Refresh(self, request: Any, context: Any) -> auth_service_pb2.RefreshResponse:
         if not request.refresh_token:
             raise InvalidField("refresh_token", "refresh_token is required")
+        await self._throttle.refresh(self._throttle.client_ip(context))
         session_id, tokens = await self._cases.refresh(request.refresh_token)
         return auth_service_pb2.RefreshResponse(tokens=_tokens(tokens), session_id=session_id)
 
@@ -127,6 +132,7 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
 
     async def LookupUser(self, request: Any, context: Any) -> auth_service_pb2.LookupUserResponse:
         caller = await self._caller(context)
+        await self._throttle.lookup(caller.user_id)
         user = await self._cases.lookup(request.email)
         return auth_service_pb2.LookupUserResponse(
             user=_user(user, private=user.id == caller.user_id)

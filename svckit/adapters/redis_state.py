@@ -1,5 +1,8 @@
 """Redis ``ports.HotState`` (redis.asyncio), for the distributed deployment.
 
+An unreachable Redis raises ``HotStateUnavailable`` (a ``svckit.errors.Unavailable``) from
+every operation, so a request that needs it answers UNAVAILABLE / 503, never INTERNAL.
+
 Every key is prefixed with the namespace given to the constructor ("minitg:auth:"), which
 is how services share one Redis without colliding. Whatever needs a notion of "now"
 (expiring sets, rate limits) runs as a Lua script that reads the server's ``TIME``: every
@@ -14,11 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from svckit.errors import OUTAGE_RETRY_AFTER_SECONDS, Unavailable
 from svckit.ports import RateDecision
 
 POOL_SIZE = 32  # connections per process and namespace
@@ -90,6 +98,36 @@ return {1, remaining, 0}
 """
 
 
+# Redis unreachable, restarting (LOADING is a ConnectionError), timing out, or a replica
+# that is not yet promoted. Anything else (a wrong type, a script bug) stays a bug.
+_OUTAGES = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class HotStateUnavailable(Unavailable, RedisError):
+    """Redis is down or unreachable: UNAVAILABLE (gRPC), 503 + Retry-After (REST), an
+    UNAVAILABLE Error frame (WebSocket), never INTERNAL. Still a ``RedisError``, so code
+    that catches the client's errors keeps working."""
+
+
+def _outage_is_unavailable(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except _OUTAGES as exc:
+            raise HotStateUnavailable(
+                "the hot-state store (Redis) is unavailable; retry shortly",
+                retry_after=OUTAGE_RETRY_AFTER_SECONDS,
+            ) from exc
+
+    return call
+
+
 def _ms(ttl: float) -> int:
     """Seconds to whole milliseconds, at least 1 (0 would mean "no expiry" to Redis)."""
     return max(1, round(ttl * 1000))
@@ -132,14 +170,17 @@ class RedisHotState:
     def _key(self, key: str) -> str:
         return self.namespace + key
 
+    @_outage_is_unavailable
     async def get(self, key: str) -> bytes | None:
         return _as_bytes(await self._client.get(self._key(key)))
 
+    @_outage_is_unavailable
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         return [_as_bytes(v) for v in await self._client.mget([self._key(k) for k in keys])]
 
+    @_outage_is_unavailable
     async def set(
         self, key: str, value: bytes, ttl: float | None = None, *, only_if_absent: bool = False
     ) -> bool:
@@ -151,6 +192,7 @@ class RedisHotState:
         )
         return bool(stored)
 
+    @_outage_is_unavailable
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
         """One pipeline of SETs (one round trip), not a MULTI transaction."""
         if not items:
@@ -161,18 +203,22 @@ class RedisHotState:
                 pipe.set(self._key(key), value, px=px)
             await pipe.execute()
 
+    @_outage_is_unavailable
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0
         return int(await self._client.delete(*(self._key(k) for k in keys)))
 
+    @_outage_is_unavailable
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         ttl_ms = 0 if ttl is None else _ms(ttl)
         return int(await self._incr(keys=[self._key(key)], args=[amount, ttl_ms]))
 
+    @_outage_is_unavailable
     async def expiring_add(self, key: str, member: str, ttl: float) -> None:
         await self._expiring_add(keys=[self._key(key)], args=[member, _ms(ttl)])
 
+    @_outage_is_unavailable
     async def expiring_add_many(self, pairs: Sequence[tuple[str, str]], ttl: float) -> None:
         """One pipeline (one round trip) of the add script per pair."""
         if not pairs:
@@ -184,13 +230,16 @@ class RedisHotState:
                 )
             await pipe.execute()
 
+    @_outage_is_unavailable
     async def expiring_remove(self, key: str, member: str) -> None:
         await self._client.zrem(self._key(key), member)
 
+    @_outage_is_unavailable
     async def expiring_members(self, key: str) -> builtins.set[str]:
         members: list[bytes] = await self._expiring_members(keys=[self._key(key)])
         return {m.decode() for m in members}
 
+    @_outage_is_unavailable
     async def expiring_members_many(self, keys: Sequence[str]) -> list[builtins.set[str]]:
         """One script call (one round trip) trims and reads up to ``KEYS_PER_SCRIPT`` keys:
         a pipeline of one call per key cost the caller ~30 µs of client work per key."""
@@ -201,12 +250,14 @@ class RedisHotState:
             found += [{m.decode() for m in members} for members in results]
         return found
 
+    @_outage_is_unavailable
     async def rate_hit(self, key: str, limit: int, window: float) -> RateDecision:
         allowed, remaining, retry_us = await self._rate_hit(
             keys=[self._key(key)], args=_rate_args(limit, window)
         )
         return _decision(allowed, remaining, retry_us)
 
+    @_outage_is_unavailable
     async def rate_hit_many(self, hits: Sequence[tuple[str, int, float]]) -> list[RateDecision]:
         """One pipeline (one round trip) of the GCRA script per hit."""
         if not hits:

@@ -112,7 +112,7 @@ class AuthServiceServicer:
         """Creates an account and signs it in on the calling device, returning its first session and tokens.
 
         Errors: INVALID_FIELD (email, password, display_name, device_name), EMAIL_TAKEN,
-        RATE_LIMITED. Register is not idempotent: a client that retries after a lost response
+        RATE_LIMITED (per client address), UNAVAILABLE (the rate-limit store is down). Register is not idempotent: a client that retries after a lost response
         and gets EMAIL_TAKEN should call Login with the same credentials.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -123,7 +123,8 @@ class AuthServiceServicer:
         """Signs an existing account in on a new device, creating a new session.
 
         Errors: INVALID_CREDENTIALS (unknown email or wrong password, indistinguishable on
-        purpose), INVALID_FIELD, RATE_LIMITED (repeated failures for one email or address).
+        purpose), INVALID_FIELD, RATE_LIMITED (repeated attempts for one email from one address,
+        or many from one address), UNAVAILABLE (the rate-limit store is down).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,7 +142,7 @@ class AuthServiceServicer:
         that rotates again and the pair issued by the first exchange stops working. A second
         retry, or a retry after the successor was used, is reuse.
         Errors: REFRESH_TOKEN_INVALID (unknown, malformed or expired), REFRESH_TOKEN_REUSED,
-        SESSION_REVOKED. The caller needs no access token.
+        SESSION_REVOKED, RATE_LIMITED (per client address). The caller needs no access token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -200,7 +201,8 @@ class AuthServiceServicer:
         """Finds the user with exactly this email address (after the same normalization as Register), for starting a chat with someone by address.
 
         There is no partial or prefix search. Errors: USER_NOT_FOUND, RATE_LIMITED (lookups are
-        limited per caller to make enumerating addresses impractical).
+        limited per caller to make enumerating addresses impractical), UNAVAILABLE (the
+        rate-limit store is down).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

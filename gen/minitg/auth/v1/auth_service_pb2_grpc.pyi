@@ -44,14 +44,15 @@ class AuthServiceStub:
     """Creates an account and signs it in on the calling device, returning its first session and tokens.
 
     Errors: INVALID_FIELD (email, password, display_name, device_name), EMAIL_TAKEN,
-    RATE_LIMITED. Register is not idempotent: a client that retries after a lost response
+    RATE_LIMITED (per client address), UNAVAILABLE (the rate-limit store is down). Register is not idempotent: a client that retries after a lost response
     and gets EMAIL_TAKEN should call Login with the same credentials.
     """
     Login: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]
     """Signs an existing account in on a new device, creating a new session.
 
     Errors: INVALID_CREDENTIALS (unknown email or wrong password, indistinguishable on
-    purpose), INVALID_FIELD, RATE_LIMITED (repeated failures for one email or address).
+    purpose), INVALID_FIELD, RATE_LIMITED (repeated attempts for one email from one address,
+    or many from one address), UNAVAILABLE (the rate-limit store is down).
     """
     Refresh: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshRequest, _auth_service_pb2.RefreshResponse]
     """Exchanges a refresh token for a new token pair of the same session and invalidates the presented refresh token (rotation).
@@ -65,7 +66,7 @@ class AuthServiceStub:
     that rotates again and the pair issued by the first exchange stops working. A second
     retry, or a retry after the successor was used, is reuse.
     Errors: REFRESH_TOKEN_INVALID (unknown, malformed or expired), REFRESH_TOKEN_REUSED,
-    SESSION_REVOKED. The caller needs no access token.
+    SESSION_REVOKED, RATE_LIMITED (per client address). The caller needs no access token.
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LogoutRequest, _auth_service_pb2.LogoutResponse]
     """Ends the caller's session, the one named by the `sid` claim of the access token in the `authorization` metadata.
@@ -99,7 +100,8 @@ class AuthServiceStub:
     """Finds the user with exactly this email address (after the same normalization as Register), for starting a chat with someone by address.
 
     There is no partial or prefix search. Errors: USER_NOT_FOUND, RATE_LIMITED (lookups are
-    limited per caller to make enumerating addresses impractical).
+    limited per caller to make enumerating addresses impractical), UNAVAILABLE (the
+    rate-limit store is down).
     """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.GetJwksRequest, _auth_service_pb2.GetJwksResponse]
     """Returns the public keys that verify access tokens, for services and clients that verify tokens themselves.
@@ -133,14 +135,15 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Creates an account and signs it in on the calling device, returning its first session and tokens.
 
     Errors: INVALID_FIELD (email, password, display_name, device_name), EMAIL_TAKEN,
-    RATE_LIMITED. Register is not idempotent: a client that retries after a lost response
+    RATE_LIMITED (per client address), UNAVAILABLE (the rate-limit store is down). Register is not idempotent: a client that retries after a lost response
     and gets EMAIL_TAKEN should call Login with the same credentials.
     """
     Login: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]  # type: ignore[assignment]
     """Signs an existing account in on a new device, creating a new session.
 
     Errors: INVALID_CREDENTIALS (unknown email or wrong password, indistinguishable on
-    purpose), INVALID_FIELD, RATE_LIMITED (repeated failures for one email or address).
+    purpose), INVALID_FIELD, RATE_LIMITED (repeated attempts for one email from one address,
+    or many from one address), UNAVAILABLE (the rate-limit store is down).
     """
     Refresh: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshRequest, _auth_service_pb2.RefreshResponse]  # type: ignore[assignment]
     """Exchanges a refresh token for a new token pair of the same session and invalidates the presented refresh token (rotation).
@@ -154,7 +157,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     that rotates again and the pair issued by the first exchange stops working. A second
     retry, or a retry after the successor was used, is reuse.
     Errors: REFRESH_TOKEN_INVALID (unknown, malformed or expired), REFRESH_TOKEN_REUSED,
-    SESSION_REVOKED. The caller needs no access token.
+    SESSION_REVOKED, RATE_LIMITED (per client address). The caller needs no access token.
     """
     Logout: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LogoutRequest, _auth_service_pb2.LogoutResponse]  # type: ignore[assignment]
     """Ends the caller's session, the one named by the `sid` claim of the access token in the `authorization` metadata.
@@ -188,7 +191,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Finds the user with exactly this email address (after the same normalization as Register), for starting a chat with someone by address.
 
     There is no partial or prefix search. Errors: USER_NOT_FOUND, RATE_LIMITED (lookups are
-    limited per caller to make enumerating addresses impractical).
+    limited per caller to make enumerating addresses impractical), UNAVAILABLE (the
+    rate-limit store is down).
     """
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.GetJwksRequest, _auth_service_pb2.GetJwksResponse]  # type: ignore[assignment]
     """Returns the public keys that verify access tokens, for services and clients that verify tokens themselves.
@@ -225,7 +229,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Creates an account and signs it in on the calling device, returning its first session and tokens.
 
         Errors: INVALID_FIELD (email, password, display_name, device_name), EMAIL_TAKEN,
-        RATE_LIMITED. Register is not idempotent: a client that retries after a lost response
+        RATE_LIMITED (per client address), UNAVAILABLE (the rate-limit store is down). Register is not idempotent: a client that retries after a lost response
         and gets EMAIL_TAKEN should call Login with the same credentials.
         """
 
@@ -238,7 +242,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Signs an existing account in on a new device, creating a new session.
 
         Errors: INVALID_CREDENTIALS (unknown email or wrong password, indistinguishable on
-        purpose), INVALID_FIELD, RATE_LIMITED (repeated failures for one email or address).
+        purpose), INVALID_FIELD, RATE_LIMITED (repeated attempts for one email from one address,
+        or many from one address), UNAVAILABLE (the rate-limit store is down).
         """
 
     @_abc_1.abstractmethod
@@ -258,7 +263,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         that rotates again and the pair issued by the first exchange stops working. A second
         retry, or a retry after the successor was used, is reuse.
         Errors: REFRESH_TOKEN_INVALID (unknown, malformed or expired), REFRESH_TOKEN_REUSED,
-        SESSION_REVOKED. The caller needs no access token.
+        SESSION_REVOKED, RATE_LIMITED (per client address). The caller needs no access token.
         """
 
     @_abc_1.abstractmethod
@@ -328,7 +333,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Finds the user with exactly this email address (after the same normalization as Register), for starting a chat with someone by address.
 
         There is no partial or prefix search. Errors: USER_NOT_FOUND, RATE_LIMITED (lookups are
-        limited per caller to make enumerating addresses impractical).
+        limited per caller to make enumerating addresses impractical), UNAVAILABLE (the
+        rate-limit store is down).
         """
 
     @_abc_1.abstractmethod
