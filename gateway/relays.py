@@ -42,6 +42,20 @@ def item_error(error: Any) -> DomainError:
     return failed
 
 
+def _as_sent(error: Any, index: int) -> DomainError:
+    """Batch item ``index``'s error as the client's own SendMessage frame would have failed:
+    field paths relative to that frame (``body.text``), not to the internal batch
+    (``items[3].send.body.text``), in metadata ``field`` and in the message."""
+    failed = item_error(error)
+    prefix = f"items[{index}].send."
+    field = failed.metadata.get("field", "")
+    if field.startswith(prefix):
+        failed.metadata["field"] = field[len(prefix) :]
+        failed.message = failed.message.replace(prefix, "")
+        failed.args = (failed.message,)
+    return failed
+
+
 class SendRelay:
     """Coalesces this pod's sends into RelaySends calls (see the module docstring)."""
 
@@ -74,8 +88,8 @@ class SendRelay:
         )
         reply = await self._chat.RelaySends(request, metadata=self._metadata)
         return [
-            r.response if r.WhichOneof("outcome") == "response" else item_error(r.error)
-            for r in reply.results
+            r.response if r.WhichOneof("outcome") == "response" else _as_sent(r.error, index)
+            for index, r in enumerate(reply.results)
         ]
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from gateway.heap import HeapKeeper
 from gateway.listen import listen
 from gateway.presence_reporter import PresenceReporter
 from gateway.ratelimit import RateLimiter
+from gateway.registry_watch import RegistryWatch
 from gateway.relays import AckRelay, SendRelay, StateReader
 from gateway.ws_dispatch import Dispatcher
 from gateway.ws_handler import WsRuntime
@@ -110,7 +111,8 @@ class GatewayRole:
             cfg.messaging.heartbeat_seconds,
             cfg.messaging.session_recheck_seconds,
         )
-        self._background(reporter.run(), maintenance.run())
+        watch = RegistryWatch(hub, registry, reporter)
+        self._background(reporter.run(), maintenance.run(), watch.run())
         if freeze_seconds > 0:
             self._background(heap.run())
         stack.push_async_callback(reporter.flush)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -35,7 +35,10 @@ NO_REPLY_OK = frozenset({"ack_updates", "set_typing"})
 
 
 def error_frame(request_id: int, details: ErrorDetails) -> bytes:
-    retry_ms = details.metadata.get("retry_after_ms", "0")
+    metadata = details.metadata
+    retry_ms = metadata.get("retry_after_ms", "0")
+    if "retry_after_ms" in metadata:  # Error.retry_after_ms carries it; not repeated
+        metadata = {k: v for k, v in metadata.items() if k != "retry_after_ms"}
     return frames_pb2.ServerFrame(
         error=frames_pb2.Error(
             request_id=request_id,
@@ -45,15 +48,16 @@ def error_frame(request_id: int, details: ErrorDetails) -> bytes:
             else "internal error",
             retry_after_ms=int(retry_ms) if retry_ms.isdigit() else 0,
             retryable=details.retryable or details.reason == "RATE_LIMITED",
-            metadata=dict(details.metadata),
+            metadata=dict(metadata),
         )
     ).SerializeToString()
 
 
-def invalid(request_id: int, field: str, message: str) -> bytes:
-    details = ErrorDetails(
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", message, {"field": field}
-    )
+def invalid(
+    request_id: int, field: str, message: str, more: Mapping[str, str] | None = None
+) -> bytes:
+    metadata = {"field": field} | dict(more or {})
+    details = ErrorDetails(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", message, metadata)
     return error_frame(request_id, details)
 
 
@@ -97,17 +101,18 @@ class Dispatcher:
         if kind is None:
             conn.push(_unknown_frame(rid), "error")
             return None
-        if kind == "ping":
-            pong = frames_pb2.Pong(request_id=rid, server_time_ms=int(time.time() * 1000))
-            conn.push(frames_pb2.ServerFrame(pong=pong).SerializeToString(), "pong")
-            return None
         if rid == 0 and kind not in NO_REPLY_OK:
             conn.push(invalid(0, "request_id", f"{kind} needs a non-zero request_id"), "error")
             return None
         if rid and rid in pending:
-            conn.push(
-                invalid(rid, "request_id", "this request_id is already awaiting a reply"), "error"
-            )
+            # Answered on request id 0: an Error with the reused id would be taken by a
+            # client for the reply to the request that still awaits it.
+            message = "this request_id is already awaiting a reply"
+            conn.push(invalid(0, "request_id", message, {"request_id": str(rid)}), "error")
+            return None
+        if kind == "ping":
+            pong = frames_pb2.Pong(request_id=rid, server_time_ms=int(time.time() * 1000))
+            conn.push(frames_pb2.ServerFrame(pong=pong).SerializeToString(), "pong")
             return None
         if len(pending) >= self._max_in_flight:
             details = ErrorDetails(

@@ -9,12 +9,13 @@ so a bad token is a plain 401 JSON error and never an open socket. Browsers also
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf.message import DecodeError
 from minitg.gateway.v1 import frames_pb2
 
@@ -23,13 +24,16 @@ from gateway.relays import StateReader
 from gateway.ws_dispatch import Dispatcher
 from gateway.ws_hello import hello_frame
 from gateway.ws_hub import CloseCode, Connection, Hub
-from svckit.errors import PermissionDenied, Unauthenticated, Unavailable
+from svckit import metrics
+from svckit.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 
 log = logging.getLogger("minitg.gateway.ws")
 
 # Per-connection flood limit: sustained frames per second, and the burst allowed above it.
 FRAMES_PER_SECOND = 200.0
 FRAME_BURST = 400.0
+# The WebSocket subprotocol a client may offer (or offer none); see docs/PROTOCOL.md.
+SUBPROTOCOL = "minitg.v1"
 
 
 @dataclass
@@ -64,20 +68,37 @@ def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
     raise PermissionDenied(f"origin {origin!r} may not open a WebSocket here")
 
 
+def _check_subprotocol(request: web.Request) -> None:
+    """A client may offer ``minitg.v1`` or no subprotocol. Offering only others would get
+    an upgrade without Sec-WebSocket-Protocol, which standard client libraries reject
+    with no reason given; a JSON error says why instead."""
+    offered = request.headers.get("Sec-WebSocket-Protocol")
+    if offered is None or SUBPROTOCOL in (p.strip() for p in offered.split(",")):
+        return
+    raise InvalidArgument(
+        f"Sec-WebSocket-Protocol offers none this server speaks: offer {SUBPROTOCOL} or none"
+    )
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     deps, runtime = request.app[DEPS], request.app[WS]
     if deps.draining:
         raise Unavailable("this gateway is shutting down; reconnect to another")
+    _check_subprotocol(request)
     principal = await deps.authn.authenticator.authenticate(_token_of(request))
     _check_origin(request, deps.cfg.messaging.allowed_origins)
     limits = deps.limiter.limits
     await deps.limiter.hit("ws-upgrade", str(principal.user_id), limits.ws_upgrade_per_user)
     # No per-socket heartbeat timer (aiohttp's costs a timer and a task per socket per beat):
     # one pod-wide sweep pings every socket (ws_maintenance), and pongs are read here.
-    ws = web.WebSocketResponse(
+    ws = _Socket(
         autoping=False,
-        max_msg_size=deps.cfg.messaging.max_frame_bytes,
+        # aiohttp refuses a message of max_msg_size bytes or more; Hello.max_frame_bytes
+        # is the largest accepted.
+        max_msg_size=deps.cfg.messaging.max_frame_bytes + 1,
         compress=False,
+        protocols=(SUBPROTOCOL,),
+        decode_text=False,  # text frames are refused (1003) whatever they hold
     )
     await ws.prepare(request)
     conn = Connection(ws, principal, float(principal.expires_at))
@@ -85,7 +106,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     requests = _Requests()
     try:
         conn.start(await hello_frame(conn, runtime.states, deps.cfg.messaging))
-        await _read_loop(conn, runtime.dispatcher, requests)
+        await _serve(conn, runtime.dispatcher, requests)
     finally:
         requests.cancel()
         if conn.closing:  # closed from another task: let its close handshake finish first
@@ -93,6 +114,35 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await runtime.hub.detach(conn)
         await conn.stop_writer()
     return ws
+
+
+class _Socket(web.WebSocketResponse):
+    """aiohttp closes the socket itself inside receive() when the client breaks the
+    WebSocket framing (1002) or sends a message over max_msg_size (1009), with no reason
+    and before the read loop sees anything; this says Goodbye first and gives the close
+    frame a reason, like every close the gateway starts. (aiohttp cannot read the rest
+    of such a stream, so it then drops the connection without awaiting the client's close.)
+    """
+
+    async def close(
+        self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True
+    ) -> bool:
+        if code in _REFUSALS and not message and not self.closed:
+            reason, text = _REFUSALS[code]
+            goodbye = frames_pb2.ServerFrame(
+                goodbye=frames_pb2.Goodbye(code=code, reason=reason, message=text)  # type: ignore[arg-type]
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.send_bytes(goodbye.SerializeToString()), 1.0)
+            metrics.WS_CLOSES.labels(str(code)).inc()
+            message = text.encode()
+        return await super().close(code=code, message=message, drain=drain)
+
+
+_REFUSALS: dict[int, tuple[str, str]] = {
+    CloseCode.CLOSE_CODE_PROTOCOL_ERROR: ("PROTOCOL_ERROR", "broken WebSocket framing"),
+    CloseCode.CLOSE_CODE_FRAME_TOO_LARGE: ("FRAME_TOO_LARGE", "frame above max_frame_bytes"),
+}
 
 
 class _Requests:
@@ -132,6 +182,23 @@ class _Requests:
     def cancel(self) -> None:
         for task in self._tasks or ():
             task.cancel()
+
+
+async def _serve(conn: Connection, dispatcher: Dispatcher, requests: _Requests) -> None:
+    """Read the socket as the connection's reader task, then finish the close another task
+    asked for meanwhile, if any (see ``Connection.close``)."""
+    conn.reader = asyncio.current_task()
+    try:
+        await _read_loop(conn, dispatcher, requests)
+    except asyncio.CancelledError:
+        if not conn.interrupted():
+            raise
+    except Exception:  # a bug: the client gets 1011, not a half-answered upgrade
+        log.exception("WebSocket read loop failed", extra={"fields": {"session": conn.session_id}})
+        await conn.close(CloseCode.CLOSE_CODE_INTERNAL_ERROR, "internal error")
+    finally:
+        conn.reader = None
+    await conn.finish_close()
 
 
 async def _read_loop(conn: Connection, dispatcher: Dispatcher, requests: _Requests) -> None:

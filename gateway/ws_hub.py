@@ -30,10 +30,12 @@ from svckit.registry import ConnectionRegistry
 log = logging.getLogger("minitg.gateway.ws")
 
 OUTBOX_FRAMES = 1024
+CLOSE_TIMEOUT = 5.0  # seconds a server-initiated close waits for the client's close frame
 CloseCode = frames_pb2.CloseCode
 GOODBYE_REASONS: dict[int, str] = {
     CloseCode.CLOSE_CODE_NORMAL: "NORMAL",
     CloseCode.CLOSE_CODE_GOING_AWAY: "SERVER_SHUTTING_DOWN",
+    CloseCode.CLOSE_CODE_PROTOCOL_ERROR: "PROTOCOL_ERROR",
     CloseCode.CLOSE_CODE_UNSUPPORTED_DATA: "UNSUPPORTED_DATA",
     CloseCode.CLOSE_CODE_MALFORMED_FRAME: "MALFORMED_FRAME",
     CloseCode.CLOSE_CODE_POLICY_VIOLATION: "POLICY_VIOLATION",
@@ -59,8 +61,9 @@ class Connection:
     """
 
     __slots__ = (
-        "_backlog", "_closed", "_closer", "_lock", "_started", "_writer", "closing",
-        "last_checked", "last_pong", "last_seen", "principal", "token_exp", "typing", "ws",
+        "_backlog", "_close_args", "_closed", "_closer", "_lock", "_started", "_writer",
+        "closing", "last_checked", "last_pong", "last_seen", "principal", "reader",
+        "token_exp", "typing", "ws",
     )  # fmt: skip
 
     def __init__(self, ws: web.WebSocketResponse, principal: Principal, token_exp: float) -> None:
@@ -77,6 +80,9 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None  # drains the backlog, while it exists
         self._closed: asyncio.Future[None] | None = None  # done once close() has finished
         self._closer: asyncio.Future[None] | None = None
+        # The task in the socket's read loop, while it is there (see close()).
+        self.reader: asyncio.Task[Any] | None = None
+        self._close_args: tuple[int, str, int] | None = None  # a close() left to the reader
 
     @property
     def user_id(self) -> int:
@@ -155,15 +161,44 @@ class Connection:
             self._writer, self._backlog = None, None
 
     async def close(self, code: int, message: str = "", reconnect_after_ms: int = 0) -> None:
-        """Say Goodbye (best effort) and close the socket with ``code``."""
+        """Say Goodbye, then close the socket with ``code`` and wait for the client's close.
+
+        The close handshake completes only when the task reading the socket closes it:
+        aiohttp drops the TCP connection right after the close frame when another task
+        closes a socket whose reader is waiting, and a client still sending then gets a
+        reset that can overtake the close frame (it sees 1006). So from any other task
+        this interrupts the read loop (cancelling its task, see ``interrupted``) and
+        returns; the read loop then calls ``finish_close``. ``wait_closed`` waits for it.
+        """
         if self.closing:
             return
         self.closing = True
         self._closed = asyncio.get_running_loop().create_future()
+        reader = self.reader
+        if reader is not None and reader is not asyncio.current_task():
+            self._close_args = (code, message, reconnect_after_ms)
+            reader.cancel()
+            return
+        await self._close_now(code, message, reconnect_after_ms)
+
+    def interrupted(self) -> bool:
+        """In the read loop's task, on CancelledError: True when it is close()'s request
+        (then the loop calls ``finish_close``), False when the task is being cancelled."""
+        task = asyncio.current_task()
+        return self._close_args is not None and task is not None and task.uncancel() == 0
+
+    async def finish_close(self) -> None:
+        """The close another task asked for (see close), in the read loop's task."""
+        args, self._close_args = self._close_args, None
+        if args is not None:
+            await self._close_now(*args)
+
+    async def _close_now(self, code: int, message: str, reconnect_after_ms: int) -> None:
+        reason = GOODBYE_REASONS.get(code, "INTERNAL")
         goodbye = frames_pb2.ServerFrame(
             goodbye=frames_pb2.Goodbye(
                 code=code,  # type: ignore[arg-type]
-                reason=GOODBYE_REASONS.get(code, "INTERNAL"),
+                reason=reason,
                 message=message,
                 reconnect_after_ms=reconnect_after_ms,
             )
@@ -172,10 +207,15 @@ class Connection:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.send_bytes(goodbye.SerializeToString()), 1.0)
             metrics.WS_CLOSES.labels(str(int(code))).inc()
+            # Waits for the client's close frame (a dead client: until the timeout).
             with contextlib.suppress(Exception):
-                await self.ws.close(code=int(code), message=message.encode()[:120])
+                close_reason = (message or reason).encode()[:120]
+                await asyncio.wait_for(
+                    self.ws.close(code=int(code), message=close_reason), CLOSE_TIMEOUT
+                )
         finally:
-            self._closed.set_result(None)
+            if self._closed is not None and not self._closed.done():
+                self._closed.set_result(None)
             await self.stop_writer()
 
     async def wait_closed(self, timeout: float) -> None:
@@ -277,7 +317,9 @@ class Hub:
             await conn.close(code, message)
 
     async def close_all(self, code: int, message: str, reconnect_after_ms: int) -> None:
+        conns = self.connections()
         await asyncio.gather(
-            *(c.close(code, message, reconnect_after_ms) for c in self.connections()),
+            *(c.close(code, message, reconnect_after_ms) for c in conns),
             return_exceptions=True,
         )
+        await asyncio.gather(*(c.wait_closed(CLOSE_TIMEOUT + 1) for c in conns))

@@ -16,6 +16,7 @@ connections at a time, so that each is visited once per interval without a burst
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -59,10 +60,13 @@ class Maintenance:
         per_slice = 0
         loop = asyncio.get_running_loop()
         due = loop.time()
-        while True:
+        for tick in itertools.count():
             due += self._interval / slices  # a fixed schedule: slow ticks do not stretch it
             await asyncio.sleep(max(0.0, due - loop.time()))
-            if not round_left:
+            # A round is ``slices`` ticks whatever the number of sockets: a pod with fewer
+            # sockets than slices used to start a new round as soon as its last slice was
+            # taken, visiting each socket every tick (a 1-socket pod: every second).
+            if tick % slices == 0:
                 round_left = self._hub.connections()
                 per_slice = -(-len(round_left) // slices)  # ceiling
             chunk, round_left = round_left[:per_slice], round_left[per_slice:]

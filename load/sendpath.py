@@ -25,6 +25,7 @@ from chat_service.domain.model import Body, BodyKind, Outgoing, SendItem
 from load.system import POSTGRES_URL
 from svckit.adapters.postgres import PostgresDatabase
 from svckit.migrations import Migrator
+from svckit.registry import Located
 
 CHATS = 200
 
@@ -35,8 +36,8 @@ class _NoBus:
 
 
 class _OnePod:
-    async def pods_of(self, users: list[int]) -> dict[str, list[int]]:
-        return {"pod": list(users)}
+    async def locate(self, users: list[int]) -> Located:
+        return Located({"pod": list(users)}, [], in_doubt=False)
 
 
 async def _chats(db: PostgresDatabase, group: bool) -> list[tuple[int, int]]:

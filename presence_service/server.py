@@ -83,6 +83,7 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
     )
     acks = AckBatcher(store, chats, fanout, msg.watermark_flush_seconds)
     _background(stack, tracker.run, "presence-timers")
+    _background(stack, fanout.run, "presence-fanout-retry")
     stack.push_async_callback(acks.close)  # runs after the flush loop below is stopped
     _background(stack, acks.run, "presence-ack-flush")
     servicer = PresenceServicer(tracker, typing, acks, authn, msg.internal_token)

@@ -161,6 +161,13 @@ DELIVERY_PUBLISHED = Counter(
     "Per-pod delivery batches the chat service published, by outcome (ok, unroutable, failed).",
     ["outcome"],
 )
+DELIVERY_RECIPIENTS_SKIPPED = Counter(
+    "minitg_delivery_recipients_skipped_total",
+    "Recipients a fan-out (chat outbox, presence) found no registry entry for, by reason: "
+    "offline (the registry is complete: no live connection; normal) or in_doubt (the "
+    "registry was just (re)born: left out of this attempt, retried until it is complete).",
+    ["path", "reason"],
+)
 DB_POOL_IN_USE = Gauge(
     "minitg_db_pool_in_use",
     "Database connections checked out of the pool (always 0 on SQLite, which has none).",

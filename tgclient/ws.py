@@ -37,6 +37,8 @@ from tgclient.errors import ConnectionClosed, RequestFailed
 from tgclient.pts import PtsState
 from tgclient.sync import GAP_GRACE_SECONDS, UpdateSync
 
+# The WebSocket subprotocol offered on connect (docs/PROTOCOL.md: minitg.v1 or none).
+SUBPROTOCOL = "minitg.v1"
 # Close codes after which reconnecting would be wrong (see docs/PROTOCOL.md).
 NO_RECONNECT = {1000, 4001, 4002}
 
@@ -109,6 +111,7 @@ class MinitgClient(UpdateSync):
                 ws = await self._session.ws_connect(
                     self._urls[index],
                     headers={"Authorization": f"Bearer {self.access_token}"},
+                    protocols=(SUBPROTOCOL,),
                     max_msg_size=0,
                 )
             except (aiohttp.ClientError, OSError) as exc:

@@ -17,6 +17,16 @@ that pod; anything else (``BusUnavailable``, the registry down) leaves the rows
 unpublished with ``attempts`` raised, to be retried next round: pods that already got
 them see a duplicate, which clients drop by pts.
 
+A recipient with no registry entry is offline and skipped, except while the registry is
+in doubt (just (re)born: Redis restarted and the gateways are re-registering, see
+``svckit.registry``): then the row is not marked published. A handed-over row waits in
+this relay's memory, narrowed to the recipients not reached yet, and is retried after
+``RETRY_SECONDS`` (and with every round that publishes newer rows, so it goes first); a
+polled row stays unpublished for the next polling round, due ``RETRY_SECONDS`` later.
+Handed-over rows whose publish failed (Redis or the broker down) wait and are retried
+the same way, instead of waiting ``HAND_OVER_GRACE_MS`` for polling: an online recipient
+gets them within about a second of the outage ending.
+
 The send path does not wait for a polling round: its transaction writes the row with
 ``handed_over`` set and, once committed, hands the row (id and the batch object) to this
 process's relay (``hand_over``), whose next round publishes it from memory: no claim
@@ -50,6 +60,7 @@ from svckit import tracing
 from svckit.logs import REQUEST_ID_HEADER, bind_request_id
 from svckit.metrics import DB_POOL_IN_USE, DELIVERY_PUBLISHED, OUTBOX_LAG, OUTBOX_PUBLISHED_ROWS
 from svckit.ports import Database, Executor, MessageBus, Row, Unroutable
+from svckit.registry import Located, SkipNotes
 
 log = logging.getLogger("minitg.chat.outbox")
 
@@ -65,12 +76,17 @@ _OLDEST = "SELECT created_at_ms FROM outbox WHERE published_at_ms IS NULL ORDER 
 _TRIM_EVERY_SECONDS = 60.0
 _OBSERVE_EVERY_SECONDS = 1.0  # the lag and pool gauges, refreshed at most this often
 _KEEP_PUBLISHED_MS = 3_600_000
+RETRY_SECONDS = 0.5  # a row not fully delivered (registry in doubt, outage) is tried again
+MAX_WAITING_ROWS = 20_000  # beyond this, the oldest waiting rows are left to polling
+_WARN_EVERY_SECONDS = 10.0
+
+Remainders = list[delivery_pb2.DeliveryBatch | None]  # per batch: who is still to reach
 
 
 class PodDirectory(Protocol):
     """Where users are connected: ``svckit.registry.ConnectionRegistry`` satisfies it."""
 
-    async def pods_of(self, user_ids: Sequence[int]) -> Mapping[str, list[int]]: ...
+    async def locate(self, user_ids: Sequence[int]) -> Located: ...
 
 
 def pool_in_use(db: Database) -> int:
@@ -127,11 +143,18 @@ class OutboxRelay:
         clock: Callable[[], float] = time.time,
         role: str = "chat",
         mark_every_seconds: float = MARK_EVERY_SECONDS,
+        retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self._db, self._bus, self._pods = db, bus, pods
         self._poll, self._batch_rows, self._clock = poll_seconds, batch_rows, clock
         self._wake = asyncio.Event()
         self._handed: list[Outboxed] = []
+        self._waiting: list[Outboxed] = []  # handed-over rows to retry (narrowed batches)
+        self._retry_seconds = retry_seconds
+        self._waiting_due = float("inf")  # monotonic: the waiting rows' next retry
+        self._repoll_at = float("inf")  # monotonic: a polling round for rows left in doubt
+        self._skips = SkipNotes(role, log)
+        self._warned = float("-inf")
         self._unmarked: list[int] = []  # handed-over rows published but not yet marked
         self._mark_every, self._marked_at = mark_every_seconds, time.monotonic()
         self._poll_due = False
@@ -184,6 +207,8 @@ class OutboxRelay:
         while not self._stopping:
             self._wake.clear()
             poll, self._poll_due = poll or self._poll_due, False
+            if time.monotonic() >= self._repoll_at:  # polled rows left in doubt are due
+                poll, self._repoll_at = True, float("inf")
             try:
                 await self.publish_handed_over()
                 if time.monotonic() - self._marked_at >= self._mark_every:
@@ -207,11 +232,13 @@ class OutboxRelay:
                 poll = True
 
     def _wait_seconds(self) -> float:
-        """Until the next polling round, or sooner when published rows wait to be marked."""
+        """Until the next polling round, or sooner when published rows wait to be marked
+        or rows not fully delivered wait for their retry."""
+        now = time.monotonic()
+        wait = min(self._poll, max(0.0, min(self._repoll_at, self._waiting_due) - now))
         if not self._unmarked:
-            return self._poll
-        due = self._marked_at + self._mark_every - time.monotonic()
-        return min(self._poll, max(0.0, due))
+            return wait
+        return min(wait, max(0.0, self._marked_at + self._mark_every - now))
 
     async def mark_published_rows(self) -> int:
         """Mark the handed-over rows published so far (one statement); return how many."""
@@ -224,22 +251,46 @@ class OutboxRelay:
         return len(ids)
 
     async def publish_handed_over(self) -> int:
-        """Publish the rows handed over since the last round; they are marked published
-        by ``mark_published_rows`` (the run loop's, every ``mark_every_seconds``). On a
-        failure they stay unpublished for any relay's polling round to retry once they
-        are past the grace; return how many were published."""
-        rows, self._handed = self._handed, []
+        """Publish the rows handed over since the last round, after the waiting ones (see
+        the module docstring); the rows that reached every recipient are marked published
+        by ``mark_published_rows`` (the run loop's, every ``mark_every_seconds``), the rest
+        wait for a retry. Return how many rows were fully published."""
+        rows = self._handed
+        if self._waiting and (rows or time.monotonic() >= self._waiting_due):
+            rows = self._waiting + rows  # older first: each recipient gets them in order
+            self._waiting, self._waiting_due = [], float("inf")
+        self._handed = []
         if not rows:
             return 0
         try:
-            await self._publish([r.batch for r in rows])
-        except Exception:
-            log.warning("outbox: publishing %d handed-over rows failed; polling will retry",
-                        len(rows), exc_info=True)  # fmt: skip
+            left = await self._publish([r.batch for r in rows])
+        except Exception as exc:
+            self._wait([*rows], f"publishing {len(rows)} handed-over rows failed ({exc!r})")
             return 0
-        self._unmarked.extend(r.row_id for r in rows)
-        OUTBOX_PUBLISHED_ROWS.inc(len(rows))
-        return len(rows)
+        done = [r.row_id for r, rest in zip(rows, left, strict=True) if rest is None]
+        later = [
+            Outboxed(r.row_id, rest) for r, rest in zip(rows, left, strict=True) if rest is not None
+        ]
+        if later:
+            self._wait(later, "")
+        self._unmarked.extend(done)
+        OUTBOX_PUBLISHED_ROWS.inc(len(done))
+        return len(done)
+
+    def _wait(self, rows: list[Outboxed], failure: str) -> None:
+        """Keep ``rows`` for a retry in ``RETRY_SECONDS`` (at most ``MAX_WAITING_ROWS``:
+        the oldest beyond it are left to polling, which takes them after the grace)."""
+        self._waiting = rows + self._waiting if failure else self._waiting + rows
+        dropped = len(self._waiting) - MAX_WAITING_ROWS
+        if dropped > 0:
+            del self._waiting[:dropped]
+        now = time.monotonic()
+        self._waiting_due = min(self._waiting_due, now + self._retry_seconds)
+        if (failure or dropped > 0) and now - self._warned >= _WARN_EVERY_SECONDS:
+            self._warned = now
+            log.warning("outbox: %s; %d rows wait for a retry in %.1f s (%d left to polling)",
+                        failure or "too many rows wait", len(self._waiting), self._retry_seconds,
+                        max(0, dropped))  # fmt: skip
 
     async def publish_pending(self) -> int:
         """One polling round; return how many rows were published (0 also when it failed)."""
@@ -266,21 +317,31 @@ class OutboxRelay:
             return 0
         ids = [int(r["id"]) for r in rows]
         try:
-            await self._publish([delivery_pb2.DeliveryBatch.FromString(r["payload"]) for r in rows])
+            left = await self._publish(
+                [delivery_pb2.DeliveryBatch.FromString(r["payload"]) for r in rows]
+            )
         except Exception:
             log.warning("outbox: publishing %d rows failed; will retry", len(ids), exc_info=True)
             where, args = among(ex, "id", ids)
             await ex.execute(f"UPDATE outbox SET attempts = attempts + 1 WHERE {where}", *args)
             return 0
-        await mark_published(ex, ids, int(self._clock() * 1000))
-        return len(ids)
+        done = [i for i, rest in zip(ids, left, strict=True) if rest is None]
+        if len(done) < len(ids):  # the registry is in doubt: the whole row again, soon
+            self._repoll_at = min(self._repoll_at, time.monotonic() + self._retry_seconds)
+        if done:
+            await mark_published(ex, done, int(self._clock() * 1000))
+        return len(done)
 
-    async def _publish(self, batches: Sequence[delivery_pb2.DeliveryBatch]) -> None:
+    async def _publish(self, batches: Sequence[delivery_pb2.DeliveryBatch]) -> Remainders:
+        """Publish to every pod holding recipients; return, per batch, the part left for
+        a retry (recipients the registry may not know yet) or None when it is done."""
         users = sorted({r.user_id for b in batches for item in b.items for r in item.recipients})
         if not users:
-            return
-        pods = await self._pods.pods_of(users)
-        per_pod = split_by_pod(batches, pods, int(self._clock() * 1000))
+            return [None] * len(batches)
+        located = await self._pods.locate(users)
+        self._skips.note(located)
+        sent_at_ms = int(self._clock() * 1000)
+        per_pod = split_by_pod(batches, located.by_pod, sent_at_ms)
         for pod, batch in per_pod.items():
             try:
                 await self._publish_one(pod, batch)
@@ -292,6 +353,10 @@ class OutboxRelay:
                 DELIVERY_PUBLISHED.labels("failed").inc()
                 raise
             DELIVERY_PUBLISHED.labels("ok").inc()
+        if not located.in_doubt:
+            return [None] * len(batches)
+        rest = {"rest": located.missing}
+        return [split_by_pod([b], rest, sent_at_ms).get("rest") for b in batches]
 
     async def _publish_one(self, pod: str, batch: delivery_pb2.DeliveryBatch) -> None:
         """Publish one pod's batch inside a producer span joined to the sender's trace."""

@@ -6,10 +6,18 @@ too) with every item that has a recipient on it. Users with no live connection g
 nothing: these events are never stored or queued. A pod whose queue is gone
 (``Unroutable``) is skipped, and a broker outage drops the events (logged): they are
 hints that clients re-read from GetPresence and their chats.
+
+While the registry is in doubt (just (re)born after a Redis restart, see
+``svckit.registry``), a recipient with no entry may be online on a pod that is still
+re-registering: presence and delivered events for such recipients are held and retried
+every ``RETRY_SECONDS`` (``run``) until the registry is complete, for at most
+``HOLD_SECONDS``. Typing events are not held: they expire within seconds and are repeated
+while the user types.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,14 +25,17 @@ from collections.abc import Callable, Sequence
 from minitg.chat.v1 import delivery_pb2
 from minitg.presence.v1 import presence_pb2
 
-from presence_service.domain.events import DeliveredEvent, Event, PresenceEvent, Push
+from presence_service.domain.events import DeliveredEvent, Event, PresenceEvent, Push, TypingEvent
 from svckit.logs import REQUEST_ID_HEADER, request_id_var
 from svckit.ports import BusError, MessageBus, Unroutable
-from svckit.registry import ConnectionRegistry
+from svckit.registry import REBUILD_SECONDS, ConnectionRegistry, SkipNotes
 
 log = logging.getLogger("minitg.presence.fanout")
 
 _ITEMS_PER_MESSAGE = 500  # keeps one broker message well under a megabyte
+RETRY_SECONDS = 0.5  # held pushes are tried again this often
+HOLD_SECONDS = 2 * REBUILD_SECONDS  # and dropped after this long (the doubt is over by then)
+MAX_HELD = 50_000
 
 
 def _item(event: Event, recipients: Sequence[int]) -> delivery_pb2.DeliveryItem:
@@ -62,16 +73,42 @@ class DeliveryFanout:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._registry, self._bus, self._clock = registry, bus, clock
+        self._held: list[tuple[float, Push]] = []  # (monotonic time first held, push)
+        self._skips = SkipNotes("presence", log)
+
+    async def run(self) -> None:
+        """Retry the held pushes every ``RETRY_SECONDS`` until cancelled."""
+        while True:
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                await self.retry_held()
+            except Exception:
+                log.exception("retrying %d held presence pushes failed", len(self._held))
+
+    async def retry_held(self) -> None:
+        """Publish the held pushes again (those held too long are dropped)."""
+        oldest = time.monotonic() - HOLD_SECONDS
+        held, self._held = [(t, p) for t, p in self._held if t > oldest], []
+        if held:
+            await self._publish([p for _, p in held], [t for t, _ in held])
 
     async def publish(self, pushes: Sequence[Push]) -> int:
         """Deliver ``pushes`` to the pods of their online recipients; return how many pods
         took a message."""
+        return await self._publish(pushes, [time.monotonic()] * len(pushes))
+
+    async def _publish(self, pushes: Sequence[Push], since: Sequence[float]) -> int:
+        """Publish; while the registry is in doubt, hold (with the time each push was
+        first held) what its missing recipients should get."""
         wanted = sorted({u for push in pushes for u in push.recipients})
         if not wanted:
             return 0
-        pods = await self._registry.pods_of(wanted)
+        located = await self._registry.locate(wanted)
+        self._skips.note(located)
+        if located.in_doubt:
+            self._hold(pushes, set(located.missing), since)
         delivered = 0
-        for pod_id, users in sorted(pods.items()):
+        for pod_id, users in sorted(located.by_pod.items()):
             here = set(users)
             items = [
                 _item(push.event, [u for u in push.recipients if u in here])
@@ -80,6 +117,14 @@ class DeliveryFanout:
             ]
             delivered += await self._send(pod_id, items)
         return delivered
+
+    def _hold(self, pushes: Sequence[Push], missing: set[int], since: Sequence[float]) -> None:
+        for push, first in zip(pushes, since, strict=True):
+            if isinstance(push.event, TypingEvent):
+                continue
+            rest = tuple(u for u in push.recipients if u in missing)
+            if rest and len(self._held) < MAX_HELD:
+                self._held.append((first, Push(push.event, rest)))
 
     async def _send(self, pod_id: str, items: list[delivery_pb2.DeliveryItem]) -> int:
         rid = request_id_var.get()

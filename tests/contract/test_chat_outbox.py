@@ -8,6 +8,7 @@ send commits while no relay runs, and a relay started afterwards still delivers 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import cast
 
@@ -30,7 +31,7 @@ from chat_service.domain.model import (
 from svckit.backends import EmbeddedBackends
 from svckit.migrations import Migrator
 from svckit.ports import BusUnavailable, Database, MessageBus
-from svckit.registry import ConnectionRegistry
+from svckit.registry import REBUILD_SECONDS, ConnectionRegistry
 
 from .conftest import BusFactory, Collector, DatabaseFactory
 
@@ -51,6 +52,11 @@ def item(chat_id: int, cmid: str, text: str) -> SendItem:
     return SendItem(chat_id, cmid, Body(BodyKind.TEXT, text=text))
 
 
+def known_registry() -> ConnectionRegistry:
+    """A registry that is never in doubt: a user with no entry is offline at once."""
+    return ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60, rebuild_seconds=0)
+
+
 async def unpublished(db: Database) -> int:
     return int(await db.fetchval("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL"))
 
@@ -60,7 +66,7 @@ async def test_committed_send_is_delivered_by_a_later_relay(
 ) -> None:
     """A send committed with no relay running (a crash before publish) is delivered later."""
     db = await migrated(databases)
-    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    chat_id, *_ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     [sent] = await MessageStore(db).send(
         [Outgoing(ALICE, "session-101", item(chat_id, "c1", "hi"))], 2_000, "rid-2"
     )
@@ -69,7 +75,7 @@ async def test_committed_send_is_delivered_by_a_later_relay(
 
     bus, queue, collector = await buses.open(), buses.queue(), Collector()
     await bus.subscribe(queue, queue, collector)
-    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60)
+    registry = known_registry()
     await registry.add(BOB, queue)
     relay = OutboxRelay(db, bus, registry, poll_seconds=60)
     assert 2 == await relay.publish_pending()  # the new process's first round
@@ -87,7 +93,7 @@ async def test_relay_skips_gone_pods_and_marks_rows(
     db = await migrated(databases)
     await MembershipStore(db).create_direct(actor(ALICE), BOB)
     bus = await buses.open()
-    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60)
+    registry = known_registry()
     await registry.add(BOB, buses.queue())  # registered, but no queue is bound to it
     relay = OutboxRelay(db, bus, registry, poll_seconds=60)
     assert 1 == await relay.publish_pending()
@@ -99,7 +105,7 @@ async def test_sends_to_one_chat_allocate_gapless_seqs_concurrently(
 ) -> None:
     """Concurrent send transactions on one chat get seqs 1..n and pts 1..n per member."""
     db = await migrated(databases)
-    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    chat_id, *_ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     store = MessageStore(db)
     outcomes = await asyncio.gather(
         *(
@@ -117,7 +123,7 @@ async def test_sends_to_one_chat_allocate_gapless_seqs_concurrently(
 async def test_read_recounts_unread_and_reports_outbox(databases: DatabaseFactory) -> None:
     """A read recounts the reader's unread messages and logs ReadOutbox for the sender."""
     db = await migrated(databases)
-    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    chat_id, *_ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     items = [item(chat_id, f"c{i}", f"m{i}") for i in range(3)]
     await MessageStore(db).send([Outgoing(ALICE, "s", i) for i in items], 3_000, "")
     [result] = await ReadStore(db).read([ReadRequest(BOB, "sb", chat_id, 2)], 4_000, "")
@@ -146,7 +152,7 @@ async def test_relay_metrics_follow_failures_and_recovery(
     round counts ok and published rows and sets the lag back to 0."""
     db = await migrated(databases)
     await MembershipStore(db).create_direct(actor(ALICE), BOB)  # outbox row at t=1 s
-    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60)
+    registry = known_registry()
     queue = buses.queue()
     await registry.add(BOB, queue)
     failed, ok = sample("minitg_delivery_published_total", outcome="failed"), 0.0
@@ -181,7 +187,7 @@ async def test_pool_gauge_counts_connections_in_use(databases: DatabaseFactory) 
     relay = OutboxRelay(
         db,
         cast(MessageBus, DownBus()),
-        ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60),
+        known_registry(),
         poll_seconds=60,
         role="chat-test",
     )
@@ -202,14 +208,14 @@ async def handed_over_send(
     """A direct chat whose NewChat row is already published, then one send whose outbox
     row was handed over (captured in the returned list instead of a relay)."""
     db = await migrated(databases)
-    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    chat_id, *_ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     await db.execute("UPDATE outbox SET published_at_ms = 1")
     handed: list[Outboxed] = []
     [sent] = await MessageStore(db, handed.append).send(
         [Outgoing(ALICE, "session-101", item(chat_id, "c1", "hi"))], 2_000, "rid-2"
     )
     assert isinstance(sent, SendResult)
-    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60)
+    registry = known_registry()
     queue = buses.queue()
     await registry.add(BOB, queue)
     return db, handed, registry, queue
@@ -305,3 +311,98 @@ async def test_a_handed_over_row_its_writer_never_published_is_polled_after_the_
     assert 1 == await late.publish_pending()
     assert 1 == len(await collector.wait_for(1))
     assert 0 == await unpublished(db)
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FlakyBus:
+    """A bus whose first ``failures`` publishes are not confirmed."""
+
+    def __init__(self, bus: MessageBus, failures: int) -> None:
+        self._bus, self._failures = bus, failures
+
+    async def publish(
+        self, routing_key: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
+        if self._failures > 0:
+            self._failures -= 1
+            raise BusUnavailable("broker down")
+        await self._bus.publish(routing_key, body, headers)
+
+
+def recipients_of(body: bytes) -> list[list[int]]:
+    batch = delivery_pb2.DeliveryBatch.FromString(body)
+    return [[r.user_id for r in i.recipients] for i in batch.items]
+
+
+async def test_a_row_the_reborn_registry_cannot_place_yet_waits_and_is_not_marked(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """While the registry is in doubt, a handed-over row reaches each recipient once their
+    pod has re-registered, and is marked published only when every recipient was placed or
+    the doubt is over (a recipient still missing then is offline)."""
+    db, handed, _, queue = await handed_over_send(databases, buses)
+    clock = Clock()
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60, clock=clock)
+    bus, collector = await buses.open(), Collector()
+    await bus.subscribe(queue, queue, collector)
+    relay = OutboxRelay(db, bus, registry, poll_seconds=60, retry_seconds=0)
+    relay.hand_over(handed[0])
+    assert 0 == await relay.publish_handed_over()  # the registry was just born: nobody placed
+    assert (0, 1) == (await relay.mark_published_rows(), await unpublished(db))
+    await registry.add(BOB, queue)  # Bob's gateway re-registers him
+    assert 0 == await relay.publish_handed_over()  # Bob reached; Alice's devices unknown
+    assert [[BOB]] == recipients_of((await collector.wait_for(1))[0].body)
+    assert (0, 1) == (await relay.mark_published_rows(), await unpublished(db))
+    clock.now += REBUILD_SECONDS  # the doubt is over: Alice is offline
+    assert 1 == await relay.publish_handed_over()
+    assert (1, 0) == (await relay.mark_published_rows(), await unpublished(db))
+    await asyncio.sleep(0.2)
+    assert 1 == len(collector.bodies), "Bob got it once"
+
+
+async def test_a_polled_row_the_reborn_registry_cannot_place_stays_unpublished(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """A polled row with a recipient the registry in doubt cannot place is published to
+    the pods it can and left unpublished; after the doubt it is published and marked."""
+    db = await migrated(databases)
+    await MembershipStore(db).create_direct(actor(ALICE), BOB)  # NewChat for both
+    clock = Clock()
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60, clock=clock)
+    queue = buses.queue()
+    await registry.add(BOB, queue)
+    bus, collector = await buses.open(), Collector()
+    await bus.subscribe(queue, queue, collector)
+    relay = OutboxRelay(db, bus, registry, poll_seconds=60, retry_seconds=0)
+    assert (0, 1) == (await relay.publish_pending(), await unpublished(db))
+    assert [[BOB]] == recipients_of((await collector.wait_for(1))[0].body)
+    clock.now += REBUILD_SECONDS
+    assert (1, 0) == (await relay.publish_pending(), await unpublished(db))
+
+
+async def test_a_handed_over_row_whose_publish_failed_is_retried_by_its_relay(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """A handed-over row whose publish failed (broker or Redis down) is retried by its own
+    relay's next round instead of waiting for the polling grace."""
+    db, handed, registry, queue = await handed_over_send(databases, buses)
+    bus, collector = await buses.open(), Collector()
+    await bus.subscribe(queue, queue, collector)
+    relay = OutboxRelay(
+        db, cast(MessageBus, FlakyBus(bus, failures=1)), registry, poll_seconds=60,
+        retry_seconds=0,
+    )  # fmt: skip
+    relay.hand_over(handed[0])
+    assert 0 == await relay.publish_handed_over()
+    assert 1 == await relay.publish_handed_over()
+    assert [[BOB]] == recipients_of((await collector.wait_for(1))[0].body)
+    assert (1, 0) == (await relay.mark_published_rows(), await unpublished(db))

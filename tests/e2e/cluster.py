@@ -62,14 +62,19 @@ async def embedded_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 @asynccontextmanager
 async def distributed_cluster(
-    tmp_path: Path, *, gateways: int = 2, chats: int = 2, broker_url: str = AMQP_URL
+    tmp_path: Path,
+    *,
+    gateways: int = 2,
+    chats: int = 2,
+    broker_url: str = AMQP_URL,
+    redis_url: str = REDIS_URL,
 ) -> AsyncIterator[Cluster]:
     """auth, presence, ``chats`` chat and ``gateways`` gateway processes on real servers."""
     prefix = f"e2e{secrets.token_hex(3)}:"
     async with fresh_postgres_database() as database_url:
         env = _common_env(tmp_path) | {
             "MINITG_DATABASE_URL": database_url,
-            "MINITG_REDIS_URL": REDIS_URL,
+            "MINITG_REDIS_URL": redis_url,
             "MINITG_BROKER_URL": broker_url,
             "MINITG_REDIS_PREFIX": prefix,
             "MINITG_INTERNAL_TOKEN": secrets.token_hex(16),

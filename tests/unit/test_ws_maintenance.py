@@ -39,6 +39,9 @@ class FakeConnection:
     def session_id(self) -> str:
         return f"s{self.user_id}"
 
+    async def close(self, code: int, message: str = "") -> None:
+        self.closing = True
+
 
 class FakeHub:
     pod_id = "pod-1"
@@ -86,6 +89,24 @@ async def test_the_sweep_visits_every_socket_once_per_interval_in_slices() -> No
         assert all(len(c.ws.pings) == 1 for c in conns)
         pods = await registry.pods_of([c.user_id for c in conns])
         assert {"pod-1": [c.user_id for c in conns]} == {k: sorted(v) for k, v in pods.items()}
+    finally:
+        task.cancel()
+
+
+async def test_a_pod_with_fewer_sockets_than_slices_visits_each_once_per_interval() -> None:
+    """One socket, a 1 s interval in two slices: the socket is visited in the first slice
+    of each interval only, not in every slice."""
+    conn, beats = FakeConnection(user_id=1), Beats()
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), ttl=60)
+    sweep = Maintenance(
+        cast(Any, FakeHub([conn])), registry, cast(Any, beats), cast(Any, None),
+        interval=1.0, recheck=3600,
+    )  # fmt: skip
+    task = asyncio.create_task(sweep.run())
+    try:
+        await until(lambda: len(beats.batches) >= 4)
+        assert [1, 0, 1, 0] == beats.batches[:4]
+        assert 2 == len(conn.ws.pings)
     finally:
         task.cancel()
 

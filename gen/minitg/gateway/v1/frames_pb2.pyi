@@ -8,8 +8,10 @@ of Signal's WebSocketResources.proto.
 Connecting: the client opens one WebSocket per device and authenticates on the HTTP
 upgrade with `Authorization: Bearer <access token>` or, where a browser cannot set
 headers, the `access_token` query parameter. A failed authentication is answered with an
-HTTP 401 JSON error (proto/README.md) before the WebSocket opens. The first frame the
-server sends is Hello; the client sends nothing that needs a reply before it.
+HTTP 401 JSON error (proto/README.md) before the WebSocket opens. The client offers the
+subprotocol "minitg.v1" (the server selects it) or none; offering only others is refused
+with an HTTP 400 MALFORMED_REQUEST error. The first frame the server sends is Hello; the
+client sends nothing that needs a reply before it.
 
 Requests: a client frame with a non-zero request_id gets exactly one Result or Error
 frame with that request id (GetDifference: one Result per chunk, see Result). Replies can
@@ -20,11 +22,16 @@ interleaved with replies.
 
 Errors: a request that fails gets an Error frame with the reason of the table in
 proto/README.md and the connection stays open. A problem with the connection itself ends
-it: the server sends a Goodbye frame when it can, then closes with one of these codes:
+it: the server sends a Goodbye frame, then a close frame with one of these codes and a
+non-empty reason, and waits (up to 5 s) for the client's close frame before it ends the
+TCP connection. After 1002 and 1009 it cannot read the client's stream any further, so it
+ends the TCP connection right after the close frame (a client still sending may then see
+a reset, 1006). Signing out (logout, session delete or revocation) is 4001.
 
   code  reason                 meaning, and what the client does
-  1000  NORMAL                 closed on purpose (the client asked, or the session logged out on this device); do not reconnect
+  1000  NORMAL                 closed on purpose; do not reconnect
   1001  SERVER_SHUTTING_DOWN   the server pod is stopping; reconnect after reconnect_after_ms (with jitter)
+  1002  PROTOCOL_ERROR         the WebSocket framing itself was broken, e.g. a compressed frame (client library bug)
   1003  UNSUPPORTED_DATA       a text frame was sent; the protocol is binary only (client bug)
   1007  MALFORMED_FRAME        a binary frame that is not a valid ClientFrame (client bug)
   1008  POLICY_VIOLATION       the client broke the protocol in another way (client bug)
@@ -70,9 +77,11 @@ class _CloseCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CloseCode.V
     CLOSE_CODE_UNSPECIFIED: _CloseCode.ValueType  # 0
     """No code was set; never sent by the server."""
     CLOSE_CODE_NORMAL: _CloseCode.ValueType  # 1000
-    """1000: the connection was closed on purpose; do not reconnect."""
+    """1000: the connection was closed on purpose; do not reconnect. Signing out is 4001, not 1000."""
     CLOSE_CODE_GOING_AWAY: _CloseCode.ValueType  # 1001
     """1001: the server pod is shutting down; reconnect after reconnect_after_ms."""
+    CLOSE_CODE_PROTOCOL_ERROR: _CloseCode.ValueType  # 1002
+    """1002: the client broke the WebSocket framing itself (for example a compressed or badly fragmented frame)."""
     CLOSE_CODE_UNSUPPORTED_DATA: _CloseCode.ValueType  # 1003
     """1003: the client sent a text frame; the protocol is binary only."""
     CLOSE_CODE_MALFORMED_FRAME: _CloseCode.ValueType  # 1007
@@ -102,9 +111,11 @@ class CloseCode(_CloseCode, metaclass=_CloseCodeEnumTypeWrapper):
 CLOSE_CODE_UNSPECIFIED: CloseCode.ValueType  # 0
 """No code was set; never sent by the server."""
 CLOSE_CODE_NORMAL: CloseCode.ValueType  # 1000
-"""1000: the connection was closed on purpose; do not reconnect."""
+"""1000: the connection was closed on purpose; do not reconnect. Signing out is 4001, not 1000."""
 CLOSE_CODE_GOING_AWAY: CloseCode.ValueType  # 1001
 """1001: the server pod is shutting down; reconnect after reconnect_after_ms."""
+CLOSE_CODE_PROTOCOL_ERROR: CloseCode.ValueType  # 1002
+"""1002: the client broke the WebSocket framing itself (for example a compressed or badly fragmented frame)."""
 CLOSE_CODE_UNSUPPORTED_DATA: CloseCode.ValueType  # 1003
 """1003: the client sent a text frame; the protocol is binary only."""
 CLOSE_CODE_MALFORMED_FRAME: CloseCode.ValueType  # 1007
@@ -148,7 +159,7 @@ class ClientFrame(_message.Message):
     DELETE_MESSAGES_FIELD_NUMBER: _builtins.int
     RENEW_TOKEN_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
-    """A client-chosen id, unique among the connection's requests awaiting a reply (a counter from 1 is recommended), echoed in the reply. 0 means "no reply wanted" and is allowed only for ack_updates and set_typing, whose failures then go unreported; any other payload with 0 gets an Error with reason INVALID_FIELD (field request_id), as does an id already awaiting a reply."""
+    """A client-chosen id, unique among the connection's requests awaiting a reply (a counter from 1 is recommended), echoed in the reply. 0 means "no reply wanted" and is allowed only for ack_updates and set_typing, whose failures then go unreported; any other payload with 0 (ping included) gets an Error with request_id 0 and reason INVALID_FIELD (metadata field "request_id"). A frame reusing an id that is still awaiting its reply is not run and gets an Error with request_id 0 (so the pending request's own reply still matches it), reason INVALID_FIELD, metadata field "request_id" and request_id the reused id in decimal."""
     @_builtins.property
     def send_message(self) -> _chat_service_pb2.SendMessageRequest:
         """Send a message (ChatService.SendMessage); replied to with Result.send_message."""
@@ -159,7 +170,7 @@ class ClientFrame(_message.Message):
 
     @_builtins.property
     def ping(self) -> Global___Ping:
-        """Measure the round trip and keep the connection alive; replied to with Pong."""
+        """Measure the round trip; replied to with Pong (request_id must not be 0)."""
 
     @_builtins.property
     def set_typing(self) -> _presence_service_pb2.SetTypingRequest:
@@ -221,7 +232,7 @@ Global___ClientFrame: _TypeAlias = ClientFrame  # noqa: Y015
 
 @_typing.final
 class Ping(_message.Message):
-    """An application-level ping; the server answers with Pong. Clients send one when they have sent nothing else for Hello.heartbeat_interval_ms."""
+    """An application-level ping, optional: the server answers with Pong, so a client can measure the round trip or keep idle NATs and proxies from closing the socket. The heartbeat itself is the server's WebSocket pings (see Hello.heartbeat_interval_ms)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -482,7 +493,7 @@ class Error(_message.Message):
     RETRYABLE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
-    """The request_id of the request that failed, or 0 for an error about the connection rather than one request."""
+    """The request_id of the request that failed, or 0 when the error answers no pending request: a frame with request_id 0 that needed one, a frame reusing a pending request's id (see ClientFrame.request_id), or an error about the connection."""
     reason: _builtins.str
     """The UPPER_SNAKE reason from the table in proto/README.md, such as CHAT_NOT_FOUND; clients branch on it and treat a reason they do not know by its retryable flag."""
     message: _builtins.str
@@ -493,7 +504,7 @@ class Error(_message.Message):
     """True when sending the same request again later may succeed (after retry_after_ms when set), as for RATE_LIMITED, UNAVAILABLE and DEADLINE_EXCEEDED; false when it will fail the same way."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """The ErrorInfo metadata the reason defines, such as field for INVALID_FIELD (retry_after_ms is in its own field instead); empty when it defines none."""
+        """The ErrorInfo metadata the reason defines, such as field for INVALID_FIELD, a path relative to the request frame's payload as the client sent it (client_msg_id, body.text); retry_after_ms is never repeated here (it has its own field). Empty when the reason defines none."""
 
     def __init__(
         self,
@@ -560,13 +571,13 @@ class Hello(_message.Message):
     server_time_ms: _builtins.int
     """The server's clock when it sent the frame, in Unix milliseconds."""
     heartbeat_interval_ms: _builtins.int
-    """How often the client must send a frame, in milliseconds (a Ping when it has nothing else to send); the server closes the connection with 4000 after two intervals of silence."""
+    """How often the server sends a WebSocket ping, in milliseconds. Every WebSocket library answers pings by itself; the server closes the connection with 4000 when nothing (no pong, no frame) arrived from the client for two intervals. A client need not send frames of its own."""
     max_frame_bytes: _builtins.int
-    """The largest client frame the server accepts, in bytes; a larger one closes the connection with 1009."""
+    """The largest client message the server accepts, in bytes of payload, inclusive: a ClientFrame of exactly this size is accepted; a larger one gets a Goodbye (FRAME_TOO_LARGE) and the close 1009."""
     max_in_flight_requests: _builtins.int
     """How many requests may await a reply at once; one more gets an Error with RATE_LIMITED."""
     token_expires_at_ms: _builtins.int
-    """When the connection's access token expires, in Unix milliseconds; send RenewToken before then to keep the connection open."""
+    """When the connection's access token expires, in Unix milliseconds; send RenewToken before then to keep the connection open. The server allows 30 s of clock skew: it closes with 4003 at its next heartbeat sweep after this time plus 30 s (so up to heartbeat_interval_ms later), and accepts a RenewToken until it does."""
     @_builtins.property
     def state(self) -> _updates_pb2.State:
         """The user's update-log position now, to compare with the client's local pts (a client behind it calls GetDifference); unset when the chat service did not answer in time, and then the client sends GetState itself."""

@@ -8,8 +8,10 @@ of Signal's WebSocketResources.proto.
 Connecting: the client opens one WebSocket per device and authenticates on the HTTP
 upgrade with `Authorization: Bearer <access token>` or, where a browser cannot set
 headers, the `access_token` query parameter. A failed authentication is answered with an
-HTTP 401 JSON error (proto/README.md) before the WebSocket opens. The first frame the
-server sends is Hello; the client sends nothing that needs a reply before it.
+HTTP 401 JSON error (proto/README.md) before the WebSocket opens. The client offers the
+subprotocol "minitg.v1" (the server selects it) or none; offering only others is refused
+with an HTTP 400 MALFORMED_REQUEST error. The first frame the server sends is Hello; the
+client sends nothing that needs a reply before it.
 
 Requests: a client frame with a non-zero request_id gets exactly one Result or Error
 frame with that request id (GetDifference: one Result per chunk, see Result). Replies can
@@ -20,11 +22,16 @@ interleaved with replies.
 
 Errors: a request that fails gets an Error frame with the reason of the table in
 proto/README.md and the connection stays open. A problem with the connection itself ends
-it: the server sends a Goodbye frame when it can, then closes with one of these codes:
+it: the server sends a Goodbye frame, then a close frame with one of these codes and a
+non-empty reason, and waits (up to 5 s) for the client's close frame before it ends the
+TCP connection. After 1002 and 1009 it cannot read the client's stream any further, so it
+ends the TCP connection right after the close frame (a client still sending may then see
+a reset, 1006). Signing out (logout, session delete or revocation) is 4001.
 
   code  reason                 meaning, and what the client does
-  1000  NORMAL                 closed on purpose (the client asked, or the session logged out on this device); do not reconnect
+  1000  NORMAL                 closed on purpose; do not reconnect
   1001  SERVER_SHUTTING_DOWN   the server pod is stopping; reconnect after reconnect_after_ms (with jitter)
+  1002  PROTOCOL_ERROR         the WebSocket framing itself was broken, e.g. a compressed frame (client library bug)
   1003  UNSUPPORTED_DATA       a text frame was sent; the protocol is binary only (client bug)
   1007  MALFORMED_FRAME        a binary frame that is not a valid ClientFrame (client bug)
   1008  POLICY_VIOLATION       the client broke the protocol in another way (client bug)
