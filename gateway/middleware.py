@@ -15,7 +15,7 @@ import grpc
 from aiohttp import web
 
 from svckit import metrics
-from svckit.errors import DomainError, ErrorDetails, details_from_rpc_error
+from svckit.errors import DomainError, ErrorDetails, as_domain_error, details_from_rpc_error
 from svckit.logs import REQUEST_ID_HEADER, bind_request_id
 
 log = logging.getLogger("minitg.gateway.http")
@@ -95,7 +95,12 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return details_response(details)
     except grpc.aio.AioRpcError as exc:
         return details_response(details_from_rpc_error(exc))
-    except Exception:
+    except Exception as exc:
+        error = as_domain_error(exc)  # a backend outage: 503, not 500
+        if error is not None:
+            return details_response(
+                ErrorDetails(error.code, error.reason, error.message, error.metadata)
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "INTERNAL", "internal error")
 

@@ -17,6 +17,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from svckit.ports import BusError, StorageError
+
 ERROR_DOMAIN = "minitg.dev"
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -140,6 +142,25 @@ class Unavailable(DomainError):
         if retry_after is not None:
             extra["retry_after_ms"] = str(max(1, int(retry_after * 1000)))
         super().__init__(message, reason=reason, metadata=extra)
+
+
+def as_domain_error(exc: BaseException) -> DomainError | None:
+    """``exc`` as the error a caller should see, or None for a bug (INTERNAL).
+
+    A backend port's outage (a retryable ``StorageError`` or ``BusError``: the database or
+    the broker unreachable, busy or closing) is UNAVAILABLE with a retry hint wherever it
+    escapes a request, never INTERNAL: it is not a fault of this code, and clients retry it.
+    """
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, StorageError | BusError) and exc.retryable:
+        what = "database" if isinstance(exc, StorageError) else "message broker"
+        error = Unavailable(
+            f"the {what} is unavailable; retry shortly", retry_after=OUTAGE_RETRY_AFTER_SECONDS
+        )
+        error.__cause__ = exc
+        return error
+    return None
 
 
 def to_grpc_status(error: DomainError) -> grpc.Status:

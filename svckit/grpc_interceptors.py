@@ -22,7 +22,7 @@ from grpc import aio
 from opentelemetry.trace import SpanKind
 
 from svckit import metrics, tracing
-from svckit.errors import DomainError, status_for, to_grpc_status
+from svckit.errors import as_domain_error, status_for, to_grpc_status
 from svckit.grpc_calls import ClientCallTimer, outgoing_metadata
 from svckit.logs import REQUEST_ID_HEADER, bind_request_id
 
@@ -91,8 +91,9 @@ class _CallScope:
 
     async def fail(self, exc: BaseException) -> grpc.StatusCode:
         """Turn ``exc`` into a status on the wire; return the code for the metrics."""
-        if isinstance(exc, DomainError):
-            await self.context.abort_with_status(to_grpc_status(exc))
+        error = as_domain_error(exc)
+        if error is not None:
+            await self.context.abort_with_status(to_grpc_status(error))
         if isinstance(exc, NotImplementedError):  # the generated base servicer's default
             await self.context.abort_with_status(
                 status_for(
@@ -122,8 +123,9 @@ def _rpc(service: str, method: str) -> dict[str, str | int]:
 
 
 def _code_of(exc: BaseException) -> grpc.StatusCode:
-    if isinstance(exc, DomainError):
-        return exc.code
+    error = as_domain_error(exc)
+    if error is not None:
+        return error.code
     if isinstance(exc, NotImplementedError):
         return grpc.StatusCode.UNIMPLEMENTED
     return grpc.StatusCode.INTERNAL
