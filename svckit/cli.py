@@ -77,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except StartupError as exc:
-        log.error("%s", exc)
+        # One plain line on stderr, whatever the log format: an operator (or `make run`)
+        # reads why the process exited without a traceback to scroll through.
+        print(f"minitg: {exc}", file=sys.stderr)
         return 1
 
 
@@ -112,7 +114,8 @@ async def _serve(cfg: Config, target: str) -> int:
     try:
         return await serve(cfg, target)
     except STARTUP_FAILURES as exc:
-        raise StartupError(f"cannot start --target {target}: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise StartupError(f"cannot start --target {target}: {reason}") from exc
 
 
 async def _migrate(cfg: Config, direction: str, service: str, steps: int) -> int:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -79,10 +80,12 @@ class GrpcServer:
         reflection.enable_server_reflection(
             (self.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(str(self._listen))
-        if self.port == 0:
-            raise OSError(f"{self.role}: cannot bind gRPC on {self._listen}")
-        await server.start()
+        try:
+            self.port = bind(server, self._listen)
+            await server.start()
+        except BaseException:
+            await server.stop(None)  # a server never started still owns C-core threads
+            raise
         self._server = server
         await self._refresh_health()
         self._health_task = asyncio.create_task(self._health_loop(), name=f"{self.role}-health")
@@ -121,6 +124,32 @@ class GrpcServer:
             return
         for name in ("", self.service_name):
             await self._health.set(name, status)
+
+
+def bind(server: aio.Server, listen: HostPort) -> int:
+    """Add the insecure port; raise ``OSError`` with a one-line reason when it is taken.
+
+    grpc only says "Failed to bind" (RuntimeError) and logs the reason from C; a probe
+    bind first gives the operator the errno ("address already in use").
+    """
+    if listen.port:
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise OSError(exc.errno, f"cannot listen on {listen}: {reason}") from None
+    try:
+        port = server.add_insecure_port(str(listen))
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}: gRPC could not bind it")
+    return port
 
 
 async def run_checks(checks: Checks, timeout: float) -> Mapping[str, bool]:

@@ -9,6 +9,7 @@ written into the config before the next role starts, so tests can run many copie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import importlib
@@ -141,15 +142,19 @@ async def serve(cfg: Config, target: str) -> int:
     lag_task = asyncio.create_task(metrics.watch_event_loop_lag(), name="loop-lag")
     gc_hook = metrics.watch_gc_pauses()
     try:
-        for name in roles_for(target):
-            role = make_role(name, cfg, embedded)
-            await role.start()
-            started.append(role)
-            cfg = with_bound_address(cfg, role)
-        if target not in ("all", "gateway") and cfg.metrics_addr is not None:
-            endpoint = MetricsEndpoint(cfg.metrics_addr)
-            await endpoint.start()
-            started.append(endpoint)
+        # Start-up races the signals: a SIGTERM while a role is still starting cancels
+        # the start and stops whatever had started, instead of being noticed only later.
+        starting = asyncio.create_task(start_roles(cfg, target, embedded, started))
+        signalled = asyncio.create_task(stop.wait())
+        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        if not starting.done():
+            starting.cancel()
+            log.info("signalled during start-up; stopping")
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return 0
+        cfg = starting.result()
         tune_gc(cfg.gc_thresholds)
         where = {f"{r.name}.{k}": v for r in started for k, v in r.describe().items()}
         log.info("minitg ready", extra={"fields": {"target": target, **where}})
@@ -160,6 +165,25 @@ async def serve(cfg: Config, target: str) -> int:
         gc.callbacks.remove(gc_hook)
         await stop_roles(started, cfg.shutdown_grace_seconds)
     return 0
+
+
+async def start_roles(
+    cfg: Config, target: str, embedded: EmbeddedBackends, started: list[Role]
+) -> Config:
+    """Start each role of ``target`` in order, appending it to ``started`` BEFORE its
+    start returns: a role that fails half-way (its port taken after its database opened)
+    is stopped with the others, so no pool, thread or server is left keeping the process
+    alive after the error. Return the config with the bound addresses filled in."""
+    for name in roles_for(target):
+        role = make_role(name, cfg, embedded)
+        started.append(role)
+        await role.start()
+        cfg = with_bound_address(cfg, role)
+    if target not in ("all", "gateway") and cfg.metrics_addr is not None:
+        endpoint = MetricsEndpoint(cfg.metrics_addr)
+        started.append(endpoint)
+        await endpoint.start()
+    return cfg
 
 
 async def stop_roles(roles: list[Role], grace: float) -> None:
