@@ -159,7 +159,11 @@ class GatewayRole:
         )
         await self._runner.setup()
         # Deep accept queues, several of them: a reconnect storm must queue, not be dropped.
-        self.port = await listen(self._runner, cfg.http_addr.host, cfg.http_addr.port)
+        try:
+            self.port = await listen(self._runner, cfg.http_addr.host, cfg.http_addr.port)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise OSError(exc.errno, f"cannot listen on {cfg.http_addr}: {reason}") from None
 
     def drain(self) -> None:
         if self._deps is not None:
