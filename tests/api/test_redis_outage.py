@@ -16,12 +16,15 @@ import grpc
 import pytest
 import pytest_asyncio
 from minitg.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+from minitg.presence.v1 import presence_pb2, presence_service_pb2
 from prometheus_client import REGISTRY
 
 from svckit.errors import details_from_rpc_error
 from tests.api.auth_client import Reply, Rest
+from tests.api.ws_support import clients, direct_pair
 from tests.harness import System, running_system
 from tests.private_redis import PrivateRedis
+from tgclient.errors import RequestFailed
 
 pytestmark = pytest.mark.asyncio
 
@@ -93,14 +96,25 @@ async def test_redis_outage_is_503_then_recovers(
     private_redis: PrivateRedis, on_private_redis: tuple[System, Rest]
 ) -> None:
     """Redis stopped: register, login and WS upgrade answer 503 + Retry-After, gRPC Login
-    UNAVAILABLE, refresh still works (fails open), nothing counts as INTERNAL; Redis back:
-    all of it works again."""
+    UNAVAILABLE, a WebSocket request an UNAVAILABLE Error with retry_after_ms, refresh
+    still works (fails open), nothing counts as INTERNAL; Redis back: all of it works."""
     system, rest = on_private_redis
     account = (await rest.register("before")).body
     email, password = account["user"]["email"], "correct horse battery"
+    ann, _bob, chat = await direct_pair(system)
     internal_before = _internal_errors()
-
-    private_redis.stop()
+    async with clients(system, ann) as (socket,):
+        private_redis.stop()
+        typing = presence_service_pb2.SetTypingRequest(
+            chat_id=chat["id"], action=presence_pb2.TYPING_ACTION_TYPING
+        )
+        with pytest.raises(RequestFailed) as failed:
+            await socket.request("set_typing", typing)
+    assert ("UNAVAILABLE", True, 1000) == (
+        failed.value.reason,
+        failed.value.retryable,
+        failed.value.retry_after_ms,
+    )
     _assert_outage_answer(await rest.register("during"))
     _assert_outage_answer(await rest.login(email, password))
     stub = auth_service_pb2_grpc.AuthServiceStub(system.channel("auth"))
