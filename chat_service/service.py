@@ -17,7 +17,7 @@ from chat_service.adapters.deletes import Deleted, DeleteStore
 from chat_service.adapters.edits import Edited, EditStore
 from chat_service.adapters.log_reader import LogReader, LogState
 from chat_service.adapters.member_cache import MemberCache
-from chat_service.adapters.membership import Actor, MembershipStore
+from chat_service.adapters.membership import Actor, Created, MembershipStore
 from chat_service.adapters.messages import MessageStore, Outcome
 from chat_service.adapters.reads import ReadBatcher
 from chat_service.adapters.updatelog import Outboxed
@@ -98,28 +98,28 @@ class ChatUseCases:
             raise ChatNotFound()
         return view
 
-    async def create_direct(self, caller: Principal, peer: int) -> tuple[ChatView, bool]:
+    async def create_direct(self, caller: Principal, peer: int) -> tuple[ChatView, Created]:
         if peer <= 0 or peer == caller.user_id:
             raise InvalidField("peer_user_id", "peer_user_id must be another user's id")
         await self._users.require_existing([peer], caller)
-        chat_id, created = await self._membership.create_direct(self._actor(caller), peer)
-        if created:
+        outcome = await self._membership.create_direct(self._actor(caller), peer)
+        if outcome.created:
             self._wake()
-        return await self._view(chat_id, caller.user_id), created
+        return await self._view(outcome.chat_id, caller.user_id), outcome
 
     async def create_group(
         self, caller: Principal, title: str, others: Sequence[int], client_request_id: str
-    ) -> tuple[ChatView, bool]:
+    ) -> tuple[ChatView, Created]:
         title = rules.normalize_title(title)
         rules.validate_idempotency_id(client_request_id, "client_request_id", required=False)
         ids = rules.initial_group_members(caller.user_id, others, self.limits.max_group_members)
         await self._users.require_existing(ids[1:], caller)
-        chat_id, created = await self._membership.create_group(
+        outcome = await self._membership.create_group(
             self._actor(caller), title, ids, client_request_id
         )
-        if created:
+        if outcome.created:
             self._wake()
-        return await self._view(chat_id, caller.user_id), created
+        return await self._view(outcome.chat_id, caller.user_id), outcome
 
     async def get_chat(self, caller: Principal, chat_id: int) -> ChatView:
         return await self._view(chat_id, caller.user_id)

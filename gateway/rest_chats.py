@@ -98,7 +98,9 @@ async def create_chat(request: web.Request) -> web.Response:
         ),
         metadata=principal.metadata(),
     )
-    return web.json_response(chat_json(reply.chat), status=201 if reply.created else 200)
+    # The calling device gets no NewChat push: this answer carries its pts instead.
+    body = chat_json(reply.chat) | {"pts": reply.pts, "pts_count": reply.pts_count}
+    return web.json_response(body, status=201 if reply.created else 200)
 
 
 async def list_chats(request: web.Request) -> web.Response:
@@ -137,18 +139,23 @@ async def invite(request: web.Request) -> web.Response:
         metadata=principal.metadata(),
     )
     return web.json_response(
-        {"added_user_ids": list(reply.added_user_ids), "member_count": reply.member_count}
+        {
+            "added_user_ids": list(reply.added_user_ids),
+            "member_count": reply.member_count,
+            "pts": reply.pts,
+            "pts_count": reply.pts_count,
+        }
     )
 
 
 async def leave(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     principal = await deps.authn.from_headers(request)
-    await deps.clients.chat.LeaveChat(
+    reply = await deps.clients.chat.LeaveChat(
         chat_service_pb2.LeaveChatRequest(chat_id=int_param(request, "chat_id")),
         metadata=principal.metadata(),
     )
-    return web.Response(status=204)
+    return web.json_response({"pts": reply.pts, "pts_count": reply.pts_count})
 
 
 async def history(request: web.Request) -> web.Response:

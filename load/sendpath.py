@@ -47,9 +47,9 @@ async def _chats(db: PostgresDatabase, group: bool) -> list[tuple[int, int]]:
         first = n * 50 + 1 if group else 2 * n + 1
         actor = Actor(first, f"s{first}", 1_000, "sendpath")
         if group:
-            chat_id, _ = await rooms.create_group(actor, "g", list(range(first, first + 50)), "")
+            chat_id, *_ = await rooms.create_group(actor, "g", list(range(first, first + 50)), "")
         else:
-            chat_id, _ = await rooms.create_direct(actor, first + 1)
+            chat_id, *_ = await rooms.create_direct(actor, first + 1)
         chats.append((chat_id, first))
     return chats
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from minitg.chat.v1 import updates_pb2
 
@@ -31,6 +32,15 @@ _LOCK_CHAT = (
     " SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2) "
     "RETURNING id, kind, title, created_at_ms, last_seq, member_count"
 )
+
+
+class Created(NamedTuple):
+    """The outcome of creating a chat: its id, whether this call created it, and the
+    actor's pts of the NewChat it logged (0 when it logged none: the chat existed)."""
+
+    chat_id: int
+    created: bool
+    pts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,33 +75,34 @@ class MembershipStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create_direct(self, actor: Actor, peer: int) -> tuple[int, bool]:
-        """The id of the direct chat of the actor and ``peer``, and whether it is new."""
+    async def create_direct(self, actor: Actor, peer: int) -> Created:
+        """The direct chat of the actor and ``peer``, created on first use."""
         key = rules.direct_key(actor.user_id, peer)
         existing = await self._db.fetchval("SELECT id FROM chats WHERE direct_key = $1", key)
         if existing is not None:
-            return int(existing), False
+            return Created(int(existing), False)
 
-        async def work(tx: Executor) -> tuple[int, bool]:
+        async def work(tx: Executor) -> Created:
             found = await tx.fetchval("SELECT id FROM chats WHERE direct_key = $1", key)
             if found is not None:  # a concurrent twin won the race
-                return int(found), False
+                return Created(int(found), False)
             chat_id = await self._insert_chat(tx, actor, ChatKind.DIRECT, "", key, 2)
             members = [Member(actor.user_id, Role.MEMBER, actor.now_ms)]
             members.append(Member(peer, Role.MEMBER, actor.now_ms))
-            await self._announce_new_chat(tx, actor, chat_id, ChatKind.DIRECT, "", members)
-            return chat_id, True
+            pts = await self._announce_new_chat(tx, actor, chat_id, ChatKind.DIRECT, "", members)
+            return Created(chat_id, True, pts)
 
         return await in_transaction(self._db, work)
 
     async def create_group(
         self, actor: Actor, title: str, member_ids: Sequence[int], client_request_id: str
-    ) -> tuple[int, bool]:
+    ) -> Created:
         """Create a group (``member_ids[0]`` is the owner); with a client_request_id, a
-        retry returns the first call's group and a reuse with other fields fails."""
+        retry returns the first call's group (logging nothing) and a reuse with other
+        fields fails."""
         fingerprint = rules.group_fingerprint(title, member_ids)
 
-        async def work(tx: Executor) -> tuple[int, bool]:
+        async def work(tx: Executor) -> Created:
             if client_request_id:
                 row = await tx.fetchrow(
                     "SELECT chat_id, fingerprint FROM chat_requests "
@@ -102,7 +113,7 @@ class MembershipStore:
                 if row is not None:
                     if row["fingerprint"] != fingerprint:
                         raise ClientRequestIdReused()
-                    return int(row["chat_id"]), False
+                    return Created(int(row["chat_id"]), False)
             chat_id = await self._insert_chat(
                 tx, actor, ChatKind.GROUP, title, None, len(member_ids)
             )
@@ -120,8 +131,8 @@ class MembershipStore:
                     chat_id,
                     actor.now_ms,
                 )
-            await self._announce_new_chat(tx, actor, chat_id, ChatKind.GROUP, title, members)
-            return chat_id, True
+            pts = await self._announce_new_chat(tx, actor, chat_id, ChatKind.GROUP, title, members)
+            return Created(chat_id, True, pts)
 
         return await in_transaction(self._db, work)
 
@@ -149,8 +160,9 @@ class MembershipStore:
         kind: ChatKind,
         title: str,
         members: Sequence[Member],
-    ) -> None:
-        """Insert the members and log NewChat to each of them."""
+    ) -> int:
+        """Insert the members and log NewChat to each of them (the acting session excepted:
+        the call's answer carries its pts); return the actor's pts."""
         await tx.executemany(
             _INSERT_MEMBER, [(chat_id, m.user_id, int(m.role), m.joined_at_ms, 0) for m in members]
         )
@@ -168,6 +180,7 @@ class MembershipStore:
             )
         )
         await log.write(tx)
+        return pending.pts_of(actor.user_id)
 
     async def invite(
         self, actor: Actor, chat_id: int, requested: Sequence[int], max_members: int

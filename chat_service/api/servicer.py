@@ -107,17 +107,20 @@ class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
                 raise InvalidField("title", "a direct chat has no title")
             if request.member_user_ids:
                 raise InvalidField("member_user_ids", "a direct chat has no member list")
-            view, created = await self._cases.create_direct(caller, request.peer_user_id)
+            view, outcome = await self._cases.create_direct(caller, request.peer_user_id)
         elif request.kind == chat_pb2.CHAT_KIND_GROUP:
             if request.peer_user_id:
                 raise InvalidField("peer_user_id", "a group has no peer_user_id")
-            view, created = await self._cases.create_group(
+            view, outcome = await self._cases.create_group(
                 caller, request.title, list(request.member_user_ids), request.client_request_id
             )
         else:
             raise InvalidField("kind", "kind must be CHAT_KIND_DIRECT or CHAT_KIND_GROUP")
         return chat_service_pb2.CreateChatResponse(
-            chat=chat_to_proto(view, for_user=caller.user_id), created=created
+            chat=chat_to_proto(view, for_user=caller.user_id),
+            created=outcome.created,
+            pts=outcome.pts,
+            pts_count=1 if outcome.pts else 0,
         )
 
     async def GetChat(self, request: Any, context: Any) -> chat_service_pb2.GetChatResponse:

@@ -32,7 +32,7 @@ async def unread(db: Database, chat_id: int, user_id: int) -> int:
 
 async def sent_chat(db: Database, count: int) -> tuple[int, list[SendResult]]:
     """A direct chat ALICE -> BOB with ``count`` messages sent at t=2000 ms."""
-    chat_id, _ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
+    chat_id, *_ = await MembershipStore(db).create_direct(actor(ALICE), BOB)
     items = [item(chat_id, f"c{i}", f"m{i}") for i in range(count)]
     outcomes = await MessageStore(db).send([Outgoing(ALICE, "s", i) for i in items], 2_000, "")
     return chat_id, [o for o in outcomes if isinstance(o, SendResult)]

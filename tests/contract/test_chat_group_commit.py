@@ -62,8 +62,8 @@ async def test_a_mixed_batch_keeps_order_unread_and_watermarks(databases: Databa
     """Two senders interleaved in a direct chat and a group, one batch: as if sent one by one."""
     db = await migrated(databases)
     rooms = MembershipStore(db)
-    direct, _ = await rooms.create_direct(actor(ANN), BOB)
-    group, _ = await rooms.create_group(actor(CAT), "g", [CAT, ANN, BOB], "")
+    direct, *_ = await rooms.create_direct(actor(ANN), BOB)
+    group, *_ = await rooms.create_group(actor(CAT), "g", [CAT, ANN, BOB], "")
     outcomes = await MessageStore(db).send(
         [
             send(ANN, direct, "a1"),
@@ -100,7 +100,7 @@ async def test_a_mixed_batch_keeps_order_unread_and_watermarks(databases: Databa
 async def test_non_members_are_refused_without_a_gap(databases: DatabaseFactory) -> None:
     """A non-member's item is CHAT_NOT_FOUND, alone or among members' items; seqs stay 1..n."""
     db = await migrated(databases)
-    direct, _ = await MembershipStore(db).create_direct(actor(ANN), BOB)
+    direct, *_ = await MembershipStore(db).create_direct(actor(ANN), BOB)
     store = MessageStore(db)
     mixed = await store.send(
         [send(DAN, direct, "d1"), send(ANN, direct, "a1"), send(DAN, direct, "d2")], 2_000, ""
@@ -118,7 +118,7 @@ async def test_idempotency_is_per_sender(databases: DatabaseFactory) -> None:
     """The same client_msg_id from two senders is two messages; a repeated batch is answered
     from the stored results; a reuse with another body is CLIENT_MSG_ID_REUSED."""
     db = await migrated(databases)
-    direct, _ = await MembershipStore(db).create_direct(actor(ANN), BOB)
+    direct, *_ = await MembershipStore(db).create_direct(actor(ANN), BOB)
     store = MessageStore(db)
     batch = [send(ANN, direct, "same"), send(BOB, direct, "same")]
     first = await store.send(batch, 2_000, "")
@@ -137,8 +137,8 @@ async def test_concurrent_batches_of_many_senders_stay_gapless(
     """Concurrent multi-sender batches on shared chats: seqs 1..n per chat, pts 1..n per user."""
     db = await migrated(databases)
     rooms = MembershipStore(db)
-    group, _ = await rooms.create_group(actor(ANN), "g", [ANN, BOB, CAT, DAN], "")
-    direct, _ = await rooms.create_direct(actor(BOB), CAT)
+    group, *_ = await rooms.create_group(actor(ANN), "g", [ANN, BOB, CAT, DAN], "")
+    direct, *_ = await rooms.create_direct(actor(BOB), CAT)
     store = MessageStore(db)
 
     def batch(n: int) -> list[Outgoing]:

@@ -97,8 +97,14 @@ class CreateChatResponse(_message.Message):
 
     CHAT_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
+    PTS_FIELD_NUMBER: _builtins.int
+    PTS_COUNT_FIELD_NUMBER: _builtins.int
     created: _builtins.bool
     """True when this call created the chat; false when an existing direct chat or the group of an earlier call with the same client_request_id was returned."""
+    pts: _builtins.int
+    """The caller's log position after the NewChat update this call produced, which the calling device applies by the pts rule (updates.proto) since it is not pushed to it; 0 when created is false and there is no update (a retry whose first answer was lost catches up with GetDifference)."""
+    pts_count: _builtins.int
+    """The number of log positions that update occupies (1); 0 when there is no update."""
     @_builtins.property
     def chat(self) -> _chat_pb2.Chat:
         """The chat, with its complete member list."""
@@ -108,10 +114,12 @@ class CreateChatResponse(_message.Message):
         *,
         chat: _chat_pb2.Chat | None = ...,
         created: _builtins.bool = ...,
+        pts: _builtins.int = ...,
+        pts_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chat", b"chat"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat", b"chat", "created", b"created"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat", b"chat", "created", b"created", "pts", b"pts", "pts_count", b"pts_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -258,7 +266,7 @@ class InviteMembersResponse(_message.Message):
     member_count: _builtins.int
     """The chat's member count after the call."""
     pts: _builtins.int
-    """The caller's log position after the MembersJoined update this call produced; 0 when nobody was added and there is no update."""
+    """The caller's log position after the MembersJoined update this call produced, which the calling device applies by the pts rule since it is not pushed to it; 0 when nobody was added and there is no update."""
     pts_count: _builtins.int
     """The number of log positions that update occupies; 0 when there is no update."""
     @_builtins.property
@@ -312,7 +320,7 @@ class LeaveChatResponse(_message.Message):
     PTS_FIELD_NUMBER: _builtins.int
     PTS_COUNT_FIELD_NUMBER: _builtins.int
     pts: _builtins.int
-    """The caller's log position after the MemberLeft update this call produced."""
+    """The caller's log position after the MemberLeft update this call produced, which the calling device applies by the pts rule since it is not pushed to it."""
     pts_count: _builtins.int
     """The number of log positions that update occupies."""
     def __init__(

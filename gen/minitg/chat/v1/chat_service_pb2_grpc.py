@@ -158,7 +158,9 @@ class ChatServiceServicer:
         """Creates a group, or returns the direct chat between the caller and a peer, creating it on first use.
 
         A direct chat is unique per pair: asking again returns the same chat with created
-        false. Every initial member (the caller included) gets a NewChat update. Errors:
+        false. Every initial member (the caller included) gets a NewChat update, pushed to
+        every device except the calling one: this response carries the caller's pts for it,
+        as SendMessageResponse does for a send. Errors:
         INVALID_FIELD (kind, peer_user_id, title, member_user_ids), USER_NOT_FOUND (metadata
         user_id), CHAT_FULL (more initial members than the group size limit),
         CLIENT_REQUEST_ID_REUSED.
@@ -192,7 +194,8 @@ class ChatServiceServicer:
         """Adds users to a group the caller belongs to; any member may invite.
 
         Users who are already members are skipped, so a retry is harmless. The new members get
-        NewChat, the existing members (the caller included) get MembersJoined. Nothing is added
+        NewChat, the existing members (the caller included) get MembersJoined, pushed to every
+        device except the calling one: this response carries the caller's pts for it. Nothing is added
         when any id fails. Errors: CHAT_NOT_FOUND, GROUP_CHAT_REQUIRED (a direct chat),
         USER_NOT_FOUND (metadata user_id), CHAT_FULL, INVALID_FIELD (user_ids empty or more
         than 100).
@@ -204,7 +207,8 @@ class ChatServiceServicer:
     def LeaveChat(self, request, context):
         """Removes the caller from a group; if the caller was the owner, ownership passes on (see MemberLeft).
 
-        The remaining members and the caller's devices get MemberLeft. Errors: CHAT_NOT_FOUND
+        The remaining members and the caller's devices get MemberLeft, pushed to every device
+        except the calling one: this response carries the caller's pts for it. Errors: CHAT_NOT_FOUND
         (also on a retry after the caller has already left, which a client treats as success),
         GROUP_CHAT_REQUIRED (a direct chat cannot be left).
         """

@@ -14,7 +14,8 @@ everything up to `local_pts` applies an update only when `local_pts + pts_count 
 - otherwise updates were missed: hold it and call GetDifference(local_pts).
 
 The device that made a change gets its `pts`/`pts_count` in the response to its request
-(SendMessage, EditMessage, ...) and that same update is not pushed to it, so the response
+(SendMessage, EditMessage, CreateChat, InviteMembers, LeaveChat, ...) and that same
+update is not pushed to it, so the response
 is applied by the same rule.
 """
 
