@@ -16,11 +16,13 @@ from auth_service.api.servicer import AuthServicer
 from auth_service.api.throttle import AuthThrottle
 from auth_service.service import AuthUseCases
 from svckit.authn import Authenticator
-from svckit.backends import EmbeddedBackends
+from svckit.backends import EmbeddedBackends, open_bus, open_hot_state
 from svckit.config import Config
 from svckit.ratelimit import RateLimiter
+from svckit.registry import ConnectionRegistry, registry_namespace
 from svckit.revocations import open_revocations
 from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
+from svckit.session_end import SessionEndAnnouncer
 
 SERVICE_NAME = "minitg.auth.v1.AuthService"
 
@@ -34,8 +36,15 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
     hasher = PasswordHasher(cfg.auth.bcrypt_cost)
     stack.callback(hasher.close)
     revocations = await open_revocations(cfg, backends.embedded, stack)
+    announcer = await _open_announcer(cfg, backends, stack)
+
+    async def session_ended(user_id: int, session_id: str) -> None:
+        # The list first: a client told to go away must not get back in on reconnect.
+        await revocations.add(session_id)
+        await announcer.announce(user_id, session_id)
+
     cases = AuthUseCases(
-        AccountStore(backends.database), hasher, keys, cfg.auth, on_revoke=revocations.add
+        AccountStore(backends.database), hasher, keys, cfg.auth, on_revoke=session_ended
     )
 
     async def local_jwks() -> Sequence[Mapping[str, str]]:
@@ -62,6 +71,26 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
 
     return register
+
+
+async def _open_announcer(
+    cfg: Config, backends: Backends, stack: AsyncExitStack
+) -> SessionEndAnnouncer:
+    """The bus and connection registry that close an ended session's sockets on every pod.
+
+    Opened here rather than through ``ServiceSpec.uses``: the broker is not needed to sign
+    in, so it must not count in the auth service's health.
+    """
+    bus = await open_bus(
+        cfg.broker_url, queue_type=cfg.broker_queue_type, embedded=backends.embedded
+    )
+    stack.push_async_callback(bus.close)
+    registry_state = await open_hot_state(
+        cfg.redis_url, registry_namespace(cfg.redis_prefix), embedded=backends.embedded
+    )
+    stack.push_async_callback(registry_state.close)
+    registry = ConnectionRegistry(registry_state, cfg.messaging.registry_ttl_seconds)
+    return SessionEndAnnouncer(bus, registry)
 
 
 SPEC = ServiceSpec(

@@ -52,7 +52,7 @@ class AuthUseCases:
         keys: Sequence[SigningKey],
         cfg: AuthConfig,
         clock: Callable[[], float] = time.time,
-        on_revoke: Callable[[str], Awaitable[None]] | None = None,
+        on_revoke: Callable[[int, str], Awaitable[None]] | None = None,
     ) -> None:
         self._store, self._hasher, self._cfg, self._clock = store, hasher, cfg, clock
         self._on_revoke = on_revoke
@@ -124,7 +124,9 @@ class AuthUseCases:
             verdict = judge(record, now_ms, grace_ms)
             self._refuse(verdict)
             if verdict is RefreshVerdict.REUSED:
-                await self._end_session(record.session_id, "refresh_token_reuse", now_ms)
+                await self._end_session(
+                    record.user_id, record.session_id, "refresh_token_reuse", now_ms
+                )
                 raise Unauthenticated(
                     "this refresh token was already used; the session has been revoked",
                     reason="REFRESH_TOKEN_REUSED",
@@ -156,13 +158,14 @@ class AuthUseCases:
         session = await self._store.session(session_id)
         if session is None or session.user_id != user_id or session.revoked_at_ms is not None:
             raise NotFound("no such session", reason="SESSION_NOT_FOUND")
-        await self._end_session(session_id, reason, self._now_ms())
+        await self._end_session(user_id, session_id, reason, self._now_ms())
 
-    async def _end_session(self, session_id: str, reason: str, now_ms: int) -> None:
-        """Revoke in the database (the truth), then tell every service's fast path."""
+    async def _end_session(self, user_id: int, session_id: str, reason: str, now_ms: int) -> None:
+        """Revoke in the database (the truth), then tell every service's fast path and
+        every gateway holding the session's sockets (``on_revoke``)."""
         await self._store.revoke_session(session_id, reason, now_ms)
         if self._on_revoke is not None:
-            await self._on_revoke(session_id)
+            await self._on_revoke(user_id, session_id)
 
     async def sessions(self, user_id: int, after_id: str, limit: int) -> list[SessionRecord]:
         return await self._store.sessions_of(user_id, after_id=after_id, limit=limit)

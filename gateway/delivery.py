@@ -1,6 +1,7 @@
 """This pod's delivery consumer: DeliveryBatch messages from its own queue -> local sockets.
 
-The chat and presence services publish one batch per pod (routing key = pod id). For an
+The chat and presence services publish one batch per pod (routing key = pod id), and the
+auth service a ``SessionEnded`` item when a session ends (``svckit.session_end``). For an
 update, the frame is built once and each recipient's small patch (pts, unread counts) is
 appended to it: protobuf merges a repeated embedded field, so ``shared + patch`` decodes as
 the recipient's own frame without re-encoding the message body per recipient.
@@ -20,8 +21,7 @@ from opentelemetry.trace import SpanKind
 from gateway.ws_hub import CloseCode, Hub
 from svckit import metrics, tracing
 from svckit.logs import bind_request_id
-from svckit.ports import BusError, Delivery, MessageBus
-from svckit.registry import ConnectionRegistry
+from svckit.ports import Delivery
 
 log = logging.getLogger("minitg.gateway.delivery")
 
@@ -90,18 +90,3 @@ class DeliveryConsumer:
         if pushed and kind == "update" and item.update.date_ms:
             latency = max(0.0, time.time() - item.update.date_ms / 1000)
             metrics.observe_many(metrics.DELIVERY_LATENCY, latency, pushed)
-
-
-async def announce_session_end(
-    bus: MessageBus, registry: ConnectionRegistry, user_id: int, session_id: str
-) -> None:
-    """Tell every pod holding a connection of ``user_id`` to close ``session_id`` (4001)."""
-    item = delivery_pb2.DeliveryItem(
-        session_ended=delivery_pb2.SessionEnded(session_id=session_id, reason="SESSION_REVOKED")
-    )
-    body = delivery_pb2.DeliveryBatch(items=[item]).SerializeToString()
-    for pod in await registry.pods_of([user_id]):
-        try:
-            await bus.publish(pod, body)
-        except BusError:
-            log.warning("could not tell pod %s that session %s ended", pod, session_id)

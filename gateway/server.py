@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.clients import ServiceClients
-from gateway.delivery import DeliveryConsumer, announce_session_end, queue_name
+from gateway.delivery import DeliveryConsumer, queue_name
 from gateway.deps import GatewayAuth, GatewayDeps
 from gateway.heap import HeapKeeper
 from gateway.listen import listen
@@ -93,8 +93,9 @@ class GatewayRole:
         )
 
         async def close_session(user_id: int, session_id: str) -> None:
+            # This pod's sockets at once; the auth service announces the end to every pod
+            # (svckit.session_end), this one included, where the second close is a no-op.
             await hub.close_session(session_id, CloseCode.CLOSE_CODE_SESSION_REVOKED, "signed out")
-            await announce_session_end(deps.bus, registry, user_id, session_id)
 
         deps.session_hooks.append(close_session)
         subscription = await deps.bus.subscribe(

@@ -42,7 +42,7 @@ TARGETS = ("all", *ROLES)
 
 # Which backends each role really opens; a split role is only checked for these.
 ROLE_BACKENDS: Mapping[str, tuple[str, ...]] = {
-    "auth": ("MINITG_DATABASE_URL", "MINITG_REDIS_URL"),
+    "auth": ("MINITG_DATABASE_URL", "MINITG_BROKER_URL", "MINITG_REDIS_URL"),
     "chat": ("MINITG_DATABASE_URL", "MINITG_BROKER_URL", "MINITG_REDIS_URL"),
     "presence": ("MINITG_DATABASE_URL", "MINITG_BROKER_URL", "MINITG_REDIS_URL"),
     "gateway": ("MINITG_BROKER_URL", "MINITG_REDIS_URL"),

@@ -7,10 +7,19 @@ auth service.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
+from minitg.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+
+from svckit.runner import make_role, stop_roles
 from tests.api.auth_client import Reply, Rest
 from tests.api.conftest import RestFactory
+from tests.api.ws_support import next_frame, raw_socket, server_frames
+from tests.harness import System
 
 GRACE = {"MINITG_REFRESH_GRACE_SECONDS": "30"}
 
@@ -61,3 +70,61 @@ async def test_concurrent_grace_retries_mint_one_pair(rest_system: RestFactory) 
         _tokens(await _refresh(rest, r0["refresh_token"]))
         replies = await asyncio.gather(*(_refresh(rest, r0["refresh_token"]) for _ in range(4)))
         assert 1 == sum(r.status == 200 for r in replies), [r.status for r in replies]
+
+
+@asynccontextmanager
+async def _second_gateway(system: System) -> AsyncIterator[str]:
+    """Another gateway pod on the same backends; yields its WebSocket URL."""
+    cfg = dataclasses.replace(system.cfg, pod_id=system.cfg.pod_id + "-b")
+    role = make_role("gateway", cfg, system.embedded)
+    await role.start()
+    try:
+        yield f"ws://127.0.0.1:{getattr(role, 'port', 0)}/v1/ws"
+    finally:
+        await stop_roles([role], 2.0)
+
+
+async def test_refresh_reuse_closes_the_sessions_socket(rest_system: RestFactory) -> None:
+    """Reuse detection revokes the session and its open WebSocket is closed with 4001."""
+    async with rest_system(**GRACE) as (system, rest):
+        r0 = _tokens(await rest.register("yan"))
+        async with raw_socket(system, r0["access_token"]) as ws:
+            await next_frame(ws, "hello")
+            r1 = _tokens(await _refresh(rest, r0["refresh_token"]))
+            _tokens(await _refresh(rest, r1["refresh_token"]))
+            stolen = await _refresh(rest, r0["refresh_token"])
+            assert (401, "REFRESH_TOKEN_REUSED") == _error(stolen)
+            _, closed_with = await server_frames(ws, timeout=10)
+            assert 4001 == closed_with
+
+
+async def test_logout_over_grpc_closes_the_socket(rest_system: RestFactory) -> None:
+    """AuthService.Logout called directly (no gateway involved) closes the socket with 4001."""
+    async with rest_system() as (system, rest):
+        reg = _tokens(await rest.register("zed"))
+        stub = auth_service_pb2_grpc.AuthServiceStub(system.channel("auth"))
+        async with raw_socket(system, reg["access_token"]) as ws:
+            await next_frame(ws, "hello")
+            await stub.Logout(
+                auth_service_pb2.LogoutRequest(),
+                metadata=(("authorization", f"Bearer {reg['access_token']}"),),
+            )
+            _, closed_with = await server_frames(ws, timeout=10)
+            assert 4001 == closed_with
+
+
+async def test_logout_closes_the_socket_on_another_pod(rest_system: RestFactory) -> None:
+    """A REST logout through one gateway pod closes the session's socket on another pod."""
+    async with (
+        rest_system() as (system, rest),
+        _second_gateway(system) as other_pod,
+        aiohttp.ClientSession() as http,
+    ):
+        reg = _tokens(await rest.register("amy"))
+        headers = {"Authorization": f"Bearer {reg['access_token']}"}
+        async with http.ws_connect(other_pod, headers=headers) as ws:
+            await next_frame(ws, "hello")
+            out = await rest.call("POST", "/v1/auth/logout", token=reg["access_token"])
+            assert 204 == out.status
+            _, closed_with = await server_frames(ws, timeout=10)
+            assert 4001 == closed_with

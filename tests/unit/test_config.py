@@ -80,7 +80,7 @@ def test_password_is_redacted_in_errors() -> None:
     assert "hunter2" not in str(caught.value)
 
 
-@pytest.mark.parametrize("target", ["chat", "presence", "gateway"])
+@pytest.mark.parametrize("target", ["auth", "chat", "presence", "gateway"])
 def test_split_target_refuses_memory_broker(target: str) -> None:
     """One role alone cannot share an in-process broker: refused with a clear message."""
     cfg = Config.from_environ(
