@@ -100,6 +100,30 @@ async def test_presence_pushed_only_to_online_peers(shape: str, tmp_path: Path) 
         assert [] == await pod.quiet(0.5)
 
 
+async def test_a_late_sweep_heartbeat_does_not_hide_the_offline_notice(
+    shape: str, tmp_path: Path
+) -> None:
+    """A HEARTBEAT for a connection after its DISCONNECTED (a gateway sweep that took the
+    socket before its client closed it) does not keep the user online: the peer gets the
+    offline notice when the debounce window ends, not when the TTL runs out."""
+    async with presence_rig(shape, tmp_path) as rig:
+        alice, bob = [await rig.system.register(n) for n in ("a", "b")]
+        rig.chats.add_chat([alice, bob])
+        pod = await rig.pod()
+        await pod.hold(bob)
+        await rig.report("pod-a", event(alice, CONNECTED, at_ms=now_ms() - 100))
+        assert True is (await pod.next_item()).presence_changed.presence.online
+        closed_at = now_ms() - 5
+        await rig.report("pod-a", event(alice, DISCONNECTED, at_ms=closed_at))
+        await rig.report("pod-a", event(alice, HEARTBEAT, at_ms=now_ms()))
+        item = await pod.next_item()
+        assert (False, closed_at) == (
+            item.presence_changed.presence.online,
+            item.presence_changed.presence.last_seen_at_ms,
+        )
+        assert [(False, closed_at)] == await rig.presence_of(bob, alice)
+
+
 async def test_users_coming_online_together_cost_one_peer_lookup(
     shape: str, tmp_path: Path
 ) -> None:
