@@ -37,11 +37,11 @@ a reset, 1006). Signing out (logout, session delete or revocation) is 4001.
   1008  POLICY_VIOLATION       the client broke the protocol in another way (client bug)
   1009  FRAME_TOO_LARGE        a frame above Hello.max_frame_bytes (client bug)
   1011  INTERNAL               an unexpected server error; reconnect with backoff
-  1013  TRY_AGAIN_LATER        the server is overloaded; reconnect after reconnect_after_ms
-  4000  HEARTBEAT_TIMEOUT      no frame from the client for two heartbeat intervals; reconnect
+  1013  TRY_AGAIN_LATER        the server is overloaded, or the client reads too slowly; reconnect after reconnect_after_ms
+  4000  HEARTBEAT_TIMEOUT      nothing (no pong, no frame) from the client for two heartbeat intervals; reconnect
   4001  SESSION_REVOKED        the session was logged out or revoked; sign in again, never reconnect with these tokens
   4002  SESSION_REPLACED       a newer connection of the same session opened; do not reconnect automatically
-  4003  TOKEN_EXPIRED          the access token expired and no RenewToken came in time; refresh, then reconnect
+  4003  TOKEN_EXPIRED          the access token expired (30 s clock-skew grace, see Hello.token_expires_at_ms) and no RenewToken came in time; refresh, then reconnect
   4008  RATE_LIMITED           the client flooded the server; reconnect after reconnect_after_ms
   4100-4999                    reserved for future use; treat an unknown code like 1011
 
@@ -95,7 +95,7 @@ class _CloseCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CloseCode.V
     CLOSE_CODE_TRY_AGAIN_LATER: _CloseCode.ValueType  # 1013
     """1013: the server is overloaded; reconnect after reconnect_after_ms."""
     CLOSE_CODE_HEARTBEAT_TIMEOUT: _CloseCode.ValueType  # 4000
-    """4000: the client sent no frame for two heartbeat intervals; reconnect."""
+    """4000: nothing (no pong to the server's pings, no frame) came from the client for two heartbeat intervals; reconnect."""
     CLOSE_CODE_SESSION_REVOKED: _CloseCode.ValueType  # 4001
     """4001: the session was logged out or revoked; sign in again."""
     CLOSE_CODE_SESSION_REPLACED: _CloseCode.ValueType  # 4002
@@ -129,7 +129,7 @@ CLOSE_CODE_INTERNAL_ERROR: CloseCode.ValueType  # 1011
 CLOSE_CODE_TRY_AGAIN_LATER: CloseCode.ValueType  # 1013
 """1013: the server is overloaded; reconnect after reconnect_after_ms."""
 CLOSE_CODE_HEARTBEAT_TIMEOUT: CloseCode.ValueType  # 4000
-"""4000: the client sent no frame for two heartbeat intervals; reconnect."""
+"""4000: nothing (no pong to the server's pings, no frame) came from the client for two heartbeat intervals; reconnect."""
 CLOSE_CODE_SESSION_REVOKED: CloseCode.ValueType  # 4001
 """4001: the session was logged out or revoked; sign in again."""
 CLOSE_CODE_SESSION_REPLACED: CloseCode.ValueType  # 4002
