@@ -224,3 +224,20 @@ async def test_sqlite_ping_is_false_while_another_connection_holds_the_write_loc
         assert await database.ping() is True
     finally:
         await databases.cleanup()
+
+
+async def test_sqlite_transaction_left_open_is_rolled_back_by_the_next(tmp_path: Path) -> None:
+    """SQLite only (PostgreSQL's pool rolls back every connection it takes back): a
+    transaction left open on the connection, here by a stray BEGIN outside transaction(),
+    is rolled back when the next transaction starts, which then commits."""
+    databases = DatabaseFactory("sqlite", tmp_path)
+    try:
+        database = await one_connection(databases)
+        await database.execute("BEGIN")
+        await database.execute(INSERT_ROW, 1)
+
+        await assert_usable(database, 2)
+
+        assert [2] == await ids_present(database, 1, 2)
+    finally:
+        await databases.cleanup()
