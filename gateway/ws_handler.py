@@ -3,7 +3,9 @@
 Authentication happens on the HTTP upgrade (``Authorization: Bearer``, or the
 ``access_token`` query parameter for browsers, which cannot set headers on a WebSocket),
 so a bad token is a plain 401 JSON error and never an open socket. Browsers also send
-``Origin``, which must be in MINITG_ALLOWED_ORIGINS; native clients send none.
+``Origin``, which must be in MINITG_ALLOWED_ORIGINS; native clients send none. A client
+may offer the subprotocol ``minitg.v1`` or none. Every close the gateway starts is done
+by the socket's read loop, which can await the client's close frame (``Connection.close``).
 """
 
 from __future__ import annotations
