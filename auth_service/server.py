@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
+from typing import Any
 
 from grpc import aio
 from minitg.auth.v1 import auth_service_pb2_grpc
@@ -20,7 +22,7 @@ from svckit.backends import EmbeddedBackends, open_bus, open_hot_state
 from svckit.config import Config
 from svckit.ratelimit import RateLimiter
 from svckit.registry import ConnectionRegistry, registry_namespace
-from svckit.revocations import open_revocations
+from svckit.revocations import RevocationKeeper, open_revocations
 from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
 from svckit.session_end import SessionEndAnnouncer
 
@@ -40,12 +42,14 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
 
     async def session_ended(user_id: int, session_id: str) -> None:
         # The list first: a client told to go away must not get back in on reconnect.
-        await revocations.add(session_id)
+        await keeper.add(session_id)
         await announcer.announce(user_id, session_id)
 
     cases = AuthUseCases(
         AccountStore(backends.database), hasher, keys, cfg.auth, on_revoke=session_ended
     )
+    keeper = RevocationKeeper(revocations, cases.revoked_since, cases.now_ms)
+    _in_background(stack, keeper.run())
 
     async def local_jwks() -> Sequence[Mapping[str, str]]:
         return cases.jwks()
@@ -71,6 +75,18 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
 
     return register
+
+
+def _in_background(stack: AsyncExitStack, coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` for the role's lifetime; cancelled when ``stack`` closes."""
+    task = asyncio.ensure_future(coro)
+
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(cancel)
 
 
 async def _open_announcer(

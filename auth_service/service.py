@@ -186,6 +186,13 @@ class AuthUseCases:
             raise NotFound("no user has this email", reason="USER_NOT_FOUND")
         return user
 
+    async def revoked_since(self, since_ms: int) -> list[str]:
+        """Sessions ended since ``since_ms``: what the shared revoked list is rebuilt from."""
+        return await self._store.revoked_since(since_ms)
+
+    def now_ms(self) -> int:
+        return self._now_ms()
+
     async def session_revoked_at(self, session_id: str) -> int | None:
         """When the session ended (ms), 0 when it never existed, None while it is live."""
         session = await self._store.session(session_id)

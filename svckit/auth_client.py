@@ -1,8 +1,10 @@
 """Token verification for services other than auth: keys and revocation over gRPC.
 
-The JWKS comes from ``AuthService.GetJwks``; revocation from ``AuthService.CheckSession``,
-called with the caller's own token (the auth service never answers an unauthenticated
-caller). Both answers are cached by ``Authenticator``.
+The JWKS comes from ``AuthService.GetJwks``; revocation from the shared revoked-session
+list (``svckit.revocations``) or, when that list is unreachable or not known to be
+complete, from ``AuthService.CheckSession``, called with the caller's own token (the auth
+service never answers an unauthenticated caller). Both answers are cached by
+``Authenticator``.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ def remote_authenticator(
     async def revoked(session_id: str, token: str) -> bool:
         if revocations is not None:
             try:
-                return await revocations.contains(session_id)
+                listed = await revocations.contains(session_id)
             except Exception:  # the shared list is unreachable: ask the auth service
-                pass
+                listed = None
+            if listed is not None:  # None: the store forgot the list, not rebuilt yet
+                return listed
         reply = await stub.CheckSession(
             auth_service_pb2.CheckSessionRequest(session_id=session_id),
             metadata=((AUTHORIZATION, f"Bearer {token}"),),

@@ -191,6 +191,15 @@ class AccountStore:
         )
         return changed > 0
 
+    async def revoked_since(self, since_ms: int) -> list[str]:
+        """Ids of the sessions revoked at or after ``since_ms`` (to rebuild the hot list).
+
+        A full scan without an index on revoked_at_ms: it runs only when the hot-state
+        store has forgotten the list (a Redis restart or flush), not per request.
+        """
+        rows = await self._db.fetch("SELECT id FROM sessions WHERE revoked_at_ms >= $1", since_ms)
+        return [row["id"] for row in rows]
+
     async def refresh_record(self, token_hash: bytes) -> RefreshRecord | None:
         row = await self._db.fetchrow(
             "SELECT r.session_id, s.user_id, r.generation, r.expires_at_ms, r.rotated_at_ms, "

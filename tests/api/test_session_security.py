@@ -15,11 +15,13 @@ from typing import Any
 import aiohttp
 from minitg.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 
+from svckit.backends import open_hot_state
+from svckit.revocations import COMPLETE_KEY, revocations_namespace
 from svckit.runner import make_role, stop_roles
 from tests.api.auth_client import Reply, Rest
 from tests.api.conftest import RestFactory
 from tests.api.ws_support import next_frame, raw_socket, server_frames
-from tests.harness import System
+from tests.harness import System, drop_redis_prefix
 
 GRACE = {"MINITG_REFRESH_GRACE_SECONDS": "30"}
 
@@ -128,3 +130,55 @@ async def test_logout_closes_the_socket_on_another_pod(rest_system: RestFactory)
             assert 204 == out.status
             _, closed_with = await server_frames(ws, timeout=10)
             assert 4001 == closed_with
+
+
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+async def _upgrade(system: System, token: str) -> tuple[int, str]:
+    """The status and error code of a WebSocket upgrade with ``token`` (101, "" if opened)."""
+    headers = UPGRADE | {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{system.http_url}/v1/ws", headers=headers) as resp,
+    ):
+        if resp.status == 101:
+            return 101, ""
+        return resp.status, (await resp.json())["error"]["code"]
+
+
+async def test_revocation_survives_the_store_forgetting(rest_system: RestFactory) -> None:
+    """After the hot-state store forgets (Redis flush), a logged-out token stays refused."""
+    async with rest_system() as (system, rest):
+        reg = _tokens(await rest.register("ivy"))
+        token, session_id = reg["access_token"], reg["session_id"]
+        assert (101, "") == await _upgrade(system, token)
+        stub = auth_service_pb2_grpc.AuthServiceStub(system.channel("auth"))
+        await stub.Logout(
+            auth_service_pb2.LogoutRequest(), metadata=(("authorization", f"Bearer {token}"),)
+        )
+        assert (401, "SESSION_REVOKED") == await _upgrade(system, token)
+        namespace = revocations_namespace(system.cfg.redis_prefix)
+        state = await open_hot_state(system.cfg.redis_url, namespace, embedded=system.embedded)
+        try:
+            if system.shape == "distributed":
+                await drop_redis_prefix(system.cfg.redis_prefix)  # the whole system's keys
+            else:
+                await state.delete(COMPLETE_KEY, f"revoked:{session_id}")
+            # Before the rebuild (readers ask the auth service) and after it (listed again).
+            assert (401, "SESSION_REVOKED") == await _upgrade(system, token)
+            me = await rest.call("GET", "/v1/users/me", token=token)
+            assert (401, "SESSION_REVOKED") == _error(me)
+            for _ in range(200):  # the auth service rebuilds within about a second
+                if await state.get(f"revoked:{session_id}") is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert b"1" == await state.get(f"revoked:{session_id}")
+            assert (401, "SESSION_REVOKED") == await _upgrade(system, token)
+        finally:
+            await state.close()

@@ -1,4 +1,5 @@
-"""The shared revoked-session list on each hot-state adapter: answers, and coalescing."""
+"""The shared revoked-session list on each hot-state adapter: answers, coalescing, and
+what it says after the store forgot it (a Redis restart or flush) until it is rebuilt."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 from prometheus_client import REGISTRY
 
 from svckit.ports import HotState
-from svckit.revocations import RevocationList
+from svckit.revocations import COMPLETE_KEY, RevocationKeeper, RevocationList
 
 
 def _batches() -> tuple[float, float]:
@@ -27,3 +28,33 @@ async def test_concurrent_checks_share_one_read(state: HotState) -> None:
     count, total = (a - b for a, b in zip(_batches(), before, strict=True))
     assert ["s-3", "s-250"] == [s for s, revoked in zip(sessions, answers, strict=True) if revoked]
     assert (1, 300) == (count, total)
+
+
+async def test_unlisted_is_unknown_until_the_list_is_complete(state: HotState) -> None:
+    """Without the sentinel an unlisted id is None (ask auth); after a rebuild it is False."""
+    revocations = RevocationList(state, 60)
+    await revocations.add("gone")
+    assert [True, None] == [await revocations.contains(s) for s in ("gone", "live")]
+    await revocations.rebuild(["old"])
+    answers = [await revocations.contains(s) for s in ("gone", "live", "old")]
+    assert [True, False, True] == answers
+
+
+async def test_keeper_rebuilds_what_the_store_forgot(state: HotState) -> None:
+    """A flushed list (sentinel gone) is rebuilt from the database's recent revocations."""
+    revocations = RevocationList(state, 60)
+    asked: list[int] = []
+
+    async def revoked_since(since_ms: int) -> list[str]:  # stands in for the auth database
+        asked.append(since_ms)
+        return ["s-1", "s-2"]
+
+    keeper = RevocationKeeper(revocations, revoked_since, now_ms=lambda: 100_000)
+    await keeper.round()
+    assert [100_000 - 60_000] == asked
+    await state.delete(COMPLETE_KEY, "revoked:s-1", "revoked:s-2")  # what a flush leaves
+    assert [None, None] == [await revocations.contains(s) for s in ("s-1", "s-3")]
+    await keeper.round()
+    assert [True, False] == [await revocations.contains(s) for s in ("s-1", "s-3")]
+    await keeper.round()  # complete: no further database read
+    assert 2 == len(asked)
