@@ -107,11 +107,15 @@ class RevocationKeeper:
         """Until cancelled: retry failed adds, rebuild the list when the store forgot it.
         A failed round (store or database down) is retried next interval; meanwhile the
         readers ask ``CheckSession`` (store unreachable or sentinel missing)."""
+        failing = False
         while True:
             try:
                 await self.round()
+                failing = False
             except Exception as exc:
-                log.warning("could not check or rebuild the revoked-session list: %r", exc)
+                if not failing:  # once per outage, not once a second
+                    log.warning("could not check or rebuild the revoked-session list: %r", exc)
+                failing = True
             await asyncio.sleep(self._interval)
 
     async def round(self) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from prometheus_client import REGISTRY
+from yarl import URL
 
+from svckit.backends import open_hot_state
 from svckit.ports import HotState
 from svckit.revocations import COMPLETE_KEY, RevocationKeeper, RevocationList
+from tests.contract.conftest import REDIS_URL, HotStateFactory, TcpProxy, unique
 
 
 def _batches() -> tuple[float, float]:
@@ -58,3 +61,32 @@ async def test_keeper_rebuilds_what_the_store_forgot(state: HotState) -> None:
     assert [True, False] == [await revocations.contains(s) for s in ("s-1", "s-3")]
     await keeper.round()  # complete: no further database read
     assert 2 == len(asked)
+
+
+async def test_keeper_retries_an_add_made_while_redis_was_down() -> None:
+    """Redis only (memory cannot be unreachable): a sign-out's add during an outage does
+    not raise, and lands in the list once Redis answers again."""
+    upstream = URL(REDIS_URL)
+    proxy = TcpProxy(upstream.host or "127.0.0.1", upstream.port or 6379)
+    await proxy.start()
+    factory = HotStateFactory("redis")
+    namespace = unique("minitg-test:") + ":"
+    direct = await factory.open(namespace)  # the same keys, not through the proxy
+    proxied_url = str(upstream.with_host("127.0.0.1").with_port(proxy.port))
+    proxied = await open_hot_state(proxied_url, namespace)
+
+    async def nothing_revoked(since_ms: int) -> list[str]:
+        return []
+
+    try:
+        keeper = RevocationKeeper(RevocationList(proxied, 60), nothing_revoked, lambda: 0)
+        await proxy.stop()
+        await keeper.add("s-out")
+        assert None is await RevocationList(direct, 60).contains("s-out")
+        await proxy.start()
+        await keeper.round()
+        assert True is await RevocationList(direct, 60).contains("s-out")
+    finally:
+        await proxied.close()
+        await proxy.stop()
+        await factory.cleanup()
