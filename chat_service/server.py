@@ -86,6 +86,7 @@ SPEC = ServiceSpec(
     uses=frozenset({"database", "hot_state", "bus"}),
     migrations_package="chat_service",
     build_servicer=build_servicer,
+    advisory_checks=frozenset({"broker"}),  # sends commit; the outbox publishes later
 )
 
 

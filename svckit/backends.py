@@ -62,14 +62,17 @@ async def open_database(
 ) -> Database:
     """Open the storage handle for one service's ``schema``.
 
-    PostgreSQL: a pool of ``pool_min``..``pool_max`` connections; SQLite: one connection
-    to the service's own file (the pool sizes do not apply).
+    PostgreSQL: a pool of ``pool_min``..``pool_max`` connections, opened in the background
+    while the server is unreachable (the role starts degraded); SQLite: one connection to
+    the service's own file (the pool sizes do not apply).
     """
     scheme = _scheme(url)
     if scheme in ("postgresql", "postgres"):
         from svckit.adapters.postgres import PostgresDatabase
 
-        return await PostgresDatabase.open(url, schema, pool_min=pool_min, pool_max=pool_max)
+        return await PostgresDatabase.open_or_retry(
+            url, schema, pool_min=pool_min, pool_max=pool_max
+        )
     if scheme == "sqlite":
         from svckit.adapters.sqlite import SqliteDatabase
 
@@ -84,7 +87,8 @@ async def open_bus(
     queue_expires_ms: int = 600_000,
     embedded: EmbeddedBackends | None = None,
 ) -> MessageBus:
-    """Open the message bus: in-process for ``memory://``, RabbitMQ for ``amqp(s)://``.
+    """Open the message bus: in-process for ``memory://``, RabbitMQ for ``amqp(s)://``
+    (connecting in the background while RabbitMQ is unreachable: a degraded start).
 
     ``queue_type`` ("classic" or "quorum") and ``queue_expires_ms`` shape the queues
     ``subscribe`` declares on RabbitMQ; the memory bus ignores them.
@@ -97,7 +101,7 @@ async def open_bus(
 
         if queue_type not in ("classic", "quorum"):
             raise ValueError(f"queue_type must be 'classic' or 'quorum', not {queue_type!r}")
-        return await AmqpBus.connect(
+        return await AmqpBus.open(
             url,
             queue_type=cast(Literal["classic", "quorum"], queue_type),
             queue_expires_ms=queue_expires_ms,

@@ -77,12 +77,16 @@ class GrpcServer:
         register: Callable[[aio.Server], None],
         checks: Checks,
         health_interval: float,
+        advisory: frozenset[str] = frozenset(),
     ) -> None:
         self.role = role
         self.service_name = service_name
         self._listen = listen
         self._register = register
         self._checks = checks
+        # Checks reported (metric, log) but not gating SERVING: the role works without them.
+        self._advisory = advisory
+        self._last: dict[str, bool] = {}
         self._health_interval = health_interval
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._server: aio.Server | None = None
@@ -138,7 +142,18 @@ class GrpcServer:
         results = await run_checks(self._checks, timeout=self._health_interval)
         for dependency, ok in results.items():
             metrics.DEPENDENCY_UP.labels(self.role, dependency).set(1 if ok else 0)
-        status = SERVING if all(results.values()) else NOT_SERVING
+            if self._last.get(dependency, True) != ok:
+                log_change = log.info if ok else log.warning
+                log_change(
+                    "%s: %s is %s%s",
+                    self.role,
+                    dependency,
+                    "up" if ok else "down",
+                    " (advisory: still serving)" if dependency in self._advisory else "",
+                )
+        self._last = dict(results)
+        gating = [ok for name, ok in results.items() if name not in self._advisory]
+        status = SERVING if all(gating) else NOT_SERVING
         if self._draining:
             return
         for name in ("", self.service_name):

@@ -215,6 +215,17 @@ class Migrator:
         """The highest version the package ships (0 when it ships none)."""
         return len(self.migrations)
 
+    async def applied_version(self) -> int:
+        """The newest applied version (0 for a schema never migrated)."""
+        if not await self._has_bookkeeping():
+            return 0
+        return await self._current_version(self._db)
+
+    async def is_current(self) -> bool:
+        """True when the database has every migration this code ships (or newer ones):
+        the readiness check, since the code's SQL needs the tables they create."""
+        return await self.applied_version() >= self.latest_version
+
     async def up(self, target: int | None = None) -> list[int]:
         """Apply pending migrations in order up to ``target`` (default: all).
 

@@ -8,6 +8,8 @@ server, graceful stop — is the same for auth, chat and presence, so it lives h
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -20,7 +22,7 @@ from svckit.config import Config, HostPort
 from svckit.grpc_server import GrpcServer
 from svckit.lifecycle import Check
 from svckit.migrations import Migrator
-from svckit.ports import Database, HotState, MessageBus
+from svckit.ports import Database, HotState, MessageBus, StorageUnavailable
 
 log = logging.getLogger("minitg.role")
 
@@ -61,6 +63,10 @@ class ServiceSpec:
     uses: frozenset[str]  # subset of {"database", "hot_state", "bus"}
     migrations_package: str | None
     build_servicer: BuildServicer
+    # Health checks that are reported but do not make the service NOT_SERVING, because it
+    # does its job without them (chat commits sends while the broker is down; its outbox
+    # publishes them when the broker returns).
+    advisory_checks: frozenset[str] = frozenset()
 
 
 class GrpcServiceRole:
@@ -76,15 +82,16 @@ class GrpcServiceRole:
         self.port = 0
 
     async def start(self) -> None:
+        """Open the backends (an unreachable one is retried in the background: the role
+        starts degraded and NOT_SERVING), migrate if configured, serve."""
         backends = await self._open_backends()
-        if (
-            backends.database is not None
-            and self._cfg.auto_migrate
-            and self._spec.migrations_package
-        ):
-            applied = await Migrator(backends.database, self._spec.migrations_package).up()
-            if applied:
-                log.info("%s: applied migrations %s", self.name, applied)
+        package = self._spec.migrations_package
+        if backends.database is not None and package:
+            migrator = Migrator(backends.database, package)
+            # Readiness follows the schema: code whose tables are missing is not ready.
+            backends.extra_checks["schema"] = migrator.is_current
+            if self._cfg.auto_migrate:
+                await self._migrate_now_or_later(migrator)
         register = await self._spec.build_servicer(self._cfg, backends, self._stack)
         self._server = GrpcServer(
             role=self.name,
@@ -93,8 +100,40 @@ class GrpcServiceRole:
             register=register,
             checks=backends.checks(),
             health_interval=self._cfg.health_interval_seconds,
+            advisory=self._spec.advisory_checks,
         )
         self.port = await self._server.start()
+
+    async def _migrate_now_or_later(self, migrator: Migrator) -> None:
+        """Apply pending migrations; while the database is unreachable, keep retrying in
+        the background (the schema check keeps the role NOT_SERVING until done)."""
+        try:
+            self._log_applied(await migrator.up())
+            return
+        except StorageUnavailable as exc:
+            log.warning("%s: cannot migrate yet (%s); retrying in the background", self.name, exc)
+
+        async def migrate_later() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    self._log_applied(await migrator.up())
+                    return
+                except StorageUnavailable:
+                    continue
+
+        task = asyncio.create_task(migrate_later(), name=f"{self.name}-migrate")
+
+        async def cancel() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._stack.push_async_callback(cancel)
+
+    def _log_applied(self, applied: list[int]) -> None:
+        if applied:
+            log.info("%s: applied migrations %s", self.name, applied)
 
     async def _open_backends(self) -> Backends:
         cfg, uses, stack = self._cfg, self._spec.uses, self._stack

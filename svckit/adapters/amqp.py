@@ -9,6 +9,12 @@ reconnects, aio-pika does not replay publishes; it raises, or blocks in
 exponential backoff (tenacity) until the retry budget runs out: then ``BusUnavailable``.
 A lost confirm is retried too, which may duplicate a message: delivery is at least once.
 
+Starting while RabbitMQ is down: :meth:`AmqpBus.open` returns at once with a bus that
+connects in the background (aio-pika's ``connect_robust`` only reconnects a connection
+that was once up; its first failure raises). Until then ``ping`` is False, a publish
+waits within its retry budget and then raises ``BusUnavailable``, and ``subscribe``
+returns a subscription that starts consuming once the connection is up.
+
 Consuming: one robust channel per subscription (so its prefetch, and its closing, touch
 only that queue). aiormq runs every delivery callback in its own task, which would call
 the handler concurrently and out of order; the callback therefore only appends to an
@@ -153,13 +159,28 @@ class _AmqpSubscription:
                 raise
 
 
+class _PendingSubscription:
+    """A subscription asked for before the first connection: it is declared and starts
+    consuming when the bus connects, unless cancelled first."""
+
+    def __init__(self, queue: str, routing_key: str, handler: Handler) -> None:
+        self.queue, self.routing_key, self.handler = queue, routing_key, handler
+        self.inner: _AmqpSubscription | None = None
+        self.cancelled = False
+
+    async def cancel(self) -> None:
+        self.cancelled = True
+        if self.inner is not None:
+            await self.inner.cancel()
+
+
 class AmqpBus:
     """A ``ports.MessageBus`` on RabbitMQ (see the module docstring)."""
 
     def __init__(
         self,
-        connection: AbstractRobustConnection,
-        exchange: AbstractExchange,
+        connection: AbstractRobustConnection | None,
+        exchange: AbstractExchange | None,
         *,
         queue_type: QueueType = "classic",
         queue_expires_ms: int = 600_000,
@@ -176,6 +197,8 @@ class AmqpBus:
         self._prefetch = prefetch
         self._retry_seconds = publish_retry_seconds
         self._subscriptions: list[_AmqpSubscription] = []
+        self._pending: list[_PendingSubscription] = []
+        self._connecting: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
@@ -215,6 +238,54 @@ class AmqpBus:
             prefetch=prefetch,
             publish_retry_seconds=publish_retry_seconds,
         )
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        queue_type: QueueType = "classic",
+        queue_expires_ms: int = 600_000,
+        retry_seconds: float = 2.0,
+    ) -> AmqpBus:
+        """Connect like :meth:`connect`, but when RabbitMQ is unreachable return a bus that
+        keeps trying in the background every ``retry_seconds`` (a degraded start)."""
+        try:
+            return await cls.connect(url, queue_type=queue_type, queue_expires_ms=queue_expires_ms)
+        except BusUnavailable as exc:
+            log.warning("%s; starting without it and retrying every %g s", exc, retry_seconds)
+        bus = cls(None, None, queue_type=queue_type, queue_expires_ms=queue_expires_ms)
+        bus._connecting = asyncio.create_task(
+            bus._connect_later(url, retry_seconds), name="amqp-connect"
+        )
+        return bus
+
+    async def _connect_later(self, url: str, retry_seconds: float) -> None:
+        """Retry the first connection, then start the subscriptions asked for meanwhile."""
+        while True:
+            await asyncio.sleep(retry_seconds)
+            try:
+                bus = await AmqpBus.connect(url)
+            except BusUnavailable:
+                continue
+            except Exception:
+                log.exception("connecting to RabbitMQ failed; retrying")
+                continue
+            self._connection, self._exchange = bus._connection, bus._exchange
+            log.info("connected to RabbitMQ at %s", _redacted(url))
+            break
+        while self._pending:
+            pending = self._pending[0]
+            if not pending.cancelled:
+                try:
+                    pending.inner = await self._subscribe_now(
+                        pending.queue, pending.routing_key, pending.handler
+                    )
+                except BusError as exc:
+                    log.warning("cannot consume %s yet: %s; retrying", pending.queue, exc)
+                    await asyncio.sleep(retry_seconds)
+                    continue
+            self._pending.pop(0)
 
     async def publish(
         self, routing_key: str, body: bytes, headers: Mapping[str, str] | None = None
@@ -262,13 +333,14 @@ class AmqpBus:
         self, routing_key: str, messages: list[aio_pika.Message], deadline: float
     ) -> None:
         """One attempt, bounded by what is left of the retry budget (at least 0.5 s)."""
+        exchange = self._exchange
+        if exchange is None:
+            await asyncio.sleep(0.2)  # let the retry loop wait for the first connection
+            raise ConnectionError("not connected to RabbitMQ yet")
         budget = max(deadline - asyncio.get_running_loop().time(), 0.5)
         async with asyncio.timeout(budget):
             results = await asyncio.gather(
-                *(
-                    self._exchange.publish(message, routing_key, mandatory=True)
-                    for message in messages
-                ),
+                *(exchange.publish(message, routing_key, mandatory=True) for message in messages),
                 return_exceptions=True,
             )
         errors = [result for result in results if isinstance(result, BaseException)]
@@ -279,10 +351,23 @@ class AmqpBus:
         if errors:
             raise errors[0]
 
-    async def subscribe(self, queue: str, routing_key: str, handler: Handler) -> _AmqpSubscription:
-        """Declare the durable, self-expiring queue, bind it and start consuming it."""
+    async def subscribe(
+        self, queue: str, routing_key: str, handler: Handler
+    ) -> _AmqpSubscription | _PendingSubscription:
+        """Declare the durable, self-expiring queue, bind it and start consuming it (once
+        connected, when the bus is still waiting for its first connection)."""
         if self._closed:
             raise BusUnavailable("AMQP bus is closed")
+        if self._connection is None:
+            pending = _PendingSubscription(queue, routing_key, handler)
+            self._pending.append(pending)
+            return pending
+        return await self._subscribe_now(queue, routing_key, handler)
+
+    async def _subscribe_now(
+        self, queue: str, routing_key: str, handler: Handler
+    ) -> _AmqpSubscription:
+        assert self._connection is not None
         channel = await self._connection.channel(publisher_confirms=False)
         try:
             await channel.set_qos(prefetch_count=self._prefetch)
@@ -305,14 +390,22 @@ class AmqpBus:
 
     async def ping(self) -> bool:
         """True when the connection is open (not closed, not in the middle of reconnecting)."""
-        return not self._closed and self._connection.connected.is_set()
+        connection = self._connection
+        return not self._closed and connection is not None and connection.connected.is_set()
 
     async def close(self) -> None:
         """Cancel every subscription, then close the connection."""
         if self._closed:
             return
         self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        for pending in self._pending:
+            pending.cancelled = True
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.cancel()
-        await self._connection.close()
+        if self._connection is not None:
+            await self._connection.close()

@@ -14,6 +14,7 @@ caller's SQL and propagates unchanged.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -28,6 +29,9 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Command tags whose trailing number counts changed rows ("INSERT 0 3", "UPDATE 2").
 _CHANGING_COMMANDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
 _CLOSE_GRACE_SECONDS = 5.0
+# A connection attempt to an address that drops packets fails after this, not asyncpg's 60 s.
+CONNECT_TIMEOUT_SECONDS = 10.0
+log = logging.getLogger(__name__)
 _ROLLBACK_TIMEOUT_SECONDS = 5.0
 
 # Exceptions that mean "the connection, not the statement, failed": a retry on a fresh
@@ -115,10 +119,11 @@ class PostgresDatabase:
 
     dialect: Dialect = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+    def __init__(self, pool: asyncpg.Pool | None, schema: str) -> None:
         """Wrap an open pool; use :meth:`open` rather than calling this directly."""
         self._pool: asyncpg.Pool | None = pool
         self.schema = schema
+        self._opening: asyncio.Task[None] | None = None  # see open_or_retry
 
     @classmethod
     async def open(
@@ -131,12 +136,46 @@ class PostgresDatabase:
             await _create_schema(dsn, schema)
             pool = await asyncpg.create_pool(
                 dsn,
+                timeout=CONNECT_TIMEOUT_SECONDS,
                 min_size=pool_min,
                 max_size=pool_max,
                 server_settings={"search_path": f"{schema},public"},
                 reset=_keep_session,
             )
         return cls(pool, schema)
+
+    @classmethod
+    async def open_or_retry(
+        cls,
+        dsn: str,
+        schema: str,
+        *,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        retry_seconds: float = 2.0,
+    ) -> PostgresDatabase:
+        """:meth:`open`, but when PostgreSQL is unreachable return a handle at once that
+        opens its pool in the background every ``retry_seconds`` (a degraded start):
+        until then every call raises ``StorageUnavailable`` and ``ping`` is False."""
+        try:
+            return await cls.open(dsn, schema, pool_min=pool_min, pool_max=pool_max)
+        except StorageUnavailable as exc:
+            log.warning("%s; starting without it, retrying every %g s", exc, retry_seconds)
+        db = cls(None, schema)
+
+        async def open_later() -> None:
+            while True:
+                await asyncio.sleep(retry_seconds)
+                try:
+                    opened = await cls.open(dsn, schema, pool_min=pool_min, pool_max=pool_max)
+                except StorageUnavailable:
+                    continue
+                db._pool = opened._pool
+                log.info("connected to PostgreSQL (schema %s)", schema)
+                return
+
+        db._opening = asyncio.create_task(open_later(), name=f"postgres-open:{schema}")
+        return db
 
     def pool_in_use(self) -> int:
         """Connections currently checked out of the pool (for a saturation gauge)."""
@@ -146,6 +185,8 @@ class PostgresDatabase:
 
     def _require_pool(self) -> asyncpg.Pool:
         if self._pool is None:
+            if self._opening is not None and not self._opening.done():
+                raise StorageUnavailable(f"PostgreSQL not connected yet (schema {self.schema!r})")
             raise StorageUnavailable(f"database handle for schema {self.schema!r} is closed")
         return self._pool
 
@@ -214,6 +255,10 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         """Close the pool, terminating connections still checked out after a grace period."""
+        if self._opening is not None:
+            self._opening.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._opening
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -243,7 +288,7 @@ async def _create_schema(dsn: str, schema: str) -> None:
     unique index (a known PostgreSQL race); the loser sees a unique violation although
     the schema now exists, which is the outcome it wanted.
     """
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS)
     try:
         # A role without CREATE on the database may still use a schema an operator made:
         # CREATE SCHEMA IF NOT EXISTS checks that privilege even when the schema exists.
