@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -174,3 +175,71 @@ async def test_service_on_unmigrated_database_is_not_ready_until_migrated(
             codes = [gateway.terminate(30), auth.terminate(30)]
             await drop_redis_prefix(env["MINITG_REDIS_PREFIX"])
         assert [0, 0] == codes, auth.log_text() + gateway.log_text()
+
+
+class _TcpForwarder:
+    """A port that forwards to the shared PostgreSQL only while ``up``: the test's own
+    "database outage", without touching the server other tests use."""
+
+    def __init__(self, port: int, target_port: int) -> None:
+        self.port, self._target = port, target_port
+        self._server: asyncio.Server | None = None
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+async def test_service_started_while_database_down_becomes_ready_when_it_returns(
+    tmp_path: Path,
+) -> None:
+    """Auth started while PostgreSQL is unreachable serves NOT_SERVING, then SERVING once
+    the database answers, without a restart."""
+    async with fresh_postgres_database() as database_url:
+        parsed = urlsplit(database_url)
+        forwarder = _TcpForwarder(free_port(), parsed.port or 5432)
+        user = parsed.netloc.rpartition("@")[0]
+        netloc = f"{user}@127.0.0.1:{forwarder.port}" if user else f"127.0.0.1:{forwarder.port}"
+        via_forwarder = urlunsplit(parsed._replace(netloc=netloc))
+        env = _common_env(tmp_path) | {
+            "MINITG_DATABASE_URL": database_url,
+            "MINITG_REDIS_URL": REDIS_URL,
+            "MINITG_BROKER_URL": AMQP_URL,
+            "MINITG_REDIS_PREFIX": f"e2e{secrets.token_hex(3)}:",
+            "MINITG_INTERNAL_TOKEN": secrets.token_hex(16),
+            "MINITG_JWT_KEYS_DIR": str(tmp_path / "jwt"),
+            "MINITG_AUTH_LISTEN": f"127.0.0.1:{free_port()}",
+        }
+        run_minitg(["keygen", "--dir", str(tmp_path / "jwt")], env)
+        run_minitg(["migrate", "up"], env)
+        env["MINITG_DATABASE_URL"] = via_forwarder
+        auth = minitg(["serve", "--target", "auth"], env, tmp_path / "auth.log", "auth")
+        addr, service = env["MINITG_AUTH_LISTEN"], "minitg.auth.v1.AuthService"
+
+        async def auth_is(expected: str) -> bool:
+            assert auth.proc.poll() is None, auth.log_text()
+            return expected == await _health(addr, service)
+
+        try:
+            await _eventually(lambda: auth_is("NOT_SERVING"), 30, "auth NOT_SERVING")
+            await forwarder.up()
+            await _eventually(lambda: auth_is("SERVING"), 30, "auth SERVING once the db is up")
+        finally:
+            code = auth.terminate(30)
+            await forwarder.close()
+            await drop_redis_prefix(env["MINITG_REDIS_PREFIX"])
+        assert 0 == code, auth.log_text()
