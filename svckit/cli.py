@@ -35,7 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="all (default: every role in one process) or one role",
     )
     migrate = commands.add_parser("migrate", help="apply or roll back schema migrations")
-    migrate.add_argument("direction", choices=("up", "down", "status"))
+    migrate.add_argument(
+        "direction",
+        choices=("up", "down", "status", "check"),
+        help="check: exit 0 when the schema has every migration this code ships, else 1",
+    )
+    migrate.add_argument(
+        "--wait",
+        action="store_true",
+        help="for check: wait (retrying while the database is unreachable) until it is",
+    )
     migrate.add_argument(
         "--service",
         default="all",
@@ -73,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _run(_serve(cfg, args.target))
+        if args.direction == "check":
+            return _run(_check(cfg, args.service, args.wait))
         return _run(_migrate(cfg, args.direction, args.service, args.steps))
     except KeyboardInterrupt:
         return 130
@@ -134,6 +145,50 @@ async def _migrate(cfg: Config, direction: str, service: str, steps: int) -> int
         finally:
             await db.close()
     return 0
+
+
+CHECK_INTERVAL_SECONDS = 2.0
+
+
+async def _check(cfg: Config, service: str, wait: bool) -> int:
+    """Exit 0 once every named schema is current; without ``wait`` answer once (1: behind
+    or unreachable). A Kubernetes init container runs ``--wait`` so that a first deploy's
+    pods start only after the migrate Job has run."""
+    names = list(MIGRATION_PACKAGES) if service == "all" else [service]
+    last = ""
+    while True:
+        behind = [f"{name}: {await _schema_state(cfg, name)}" for name in names]
+        behind = [line for line in behind if not line.endswith(": current")]
+        if not behind:
+            print(f"{', '.join(names)}: schema current")
+            return 0
+        if not wait:
+            print("; ".join(behind))
+            return 1
+        if "; ".join(behind) != last:
+            last = "; ".join(behind)
+            print(f"waiting for migrations: {last}", flush=True)
+        await asyncio.sleep(CHECK_INTERVAL_SECONDS)
+
+
+async def _schema_state(cfg: Config, name: str) -> str:
+    """``current``, ``at version N of M`` or why the database could not say."""
+    from svckit.backends import open_database
+
+    try:
+        db = await open_database(cfg.database_url, name, pool_max=1)
+    except STARTUP_FAILURES as exc:
+        return f"database unreachable ({exc})"
+    try:
+        migrator = Migrator(db, MIGRATION_PACKAGES[name])
+        version = await migrator.applied_version()
+    except STARTUP_FAILURES as exc:
+        return f"database unreachable ({exc})"
+    finally:
+        await db.close()
+    if version >= migrator.latest_version:
+        return "current"
+    return f"at version {version} of {migrator.latest_version}"
 
 
 async def _migrate_one(migrator: Migrator, name: str, direction: str, steps: int) -> None:

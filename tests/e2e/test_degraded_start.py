@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,7 +26,7 @@ from svckit.netports import free_port
 from svckit.ports import Delivery, Unroutable
 from tests.e2e.cluster import _common_env, distributed_cluster
 from tests.e2e.private_broker import PrivateBroker
-from tests.e2e.processes import minitg, run_minitg
+from tests.e2e.processes import REPO, minitg, run_minitg
 from tests.e2e.test_messaging import _direct_pair, _drain
 from tests.grpc_probe import health_status
 from tests.harness import AMQP_URL, REDIS_URL, drop_redis_prefix, fresh_postgres_database
@@ -243,3 +246,45 @@ async def test_service_started_while_database_down_becomes_ready_when_it_returns
             await forwarder.close()
             await drop_redis_prefix(env["MINITG_REDIS_PREFIX"])
         assert 0 == code, auth.log_text()
+
+
+async def test_migrate_check_wait_returns_once_migrated(tmp_path: Path) -> None:
+    """`minitg migrate check` says 1 on an unmigrated schema; `--wait` (the Kubernetes init
+    container) blocks until `minitg migrate up` has run, then exits 0."""
+    async with fresh_postgres_database() as database_url:
+        env = {"MINITG_DATABASE_URL": database_url}
+        once = await asyncio.to_thread(_cli, ["migrate", "check", "--service", "chat"], env)
+        assert 1 == once.returncode, once.stdout + once.stderr
+        waiter = await asyncio.to_thread(
+            _cli_background, ["migrate", "check", "--wait", "--service", "chat"], env
+        )
+        try:
+            await asyncio.sleep(3.0)
+            assert waiter.poll() is None, waiter.communicate()[0]
+            await asyncio.to_thread(run_minitg, ["migrate", "up", "--service", "chat"], env)
+            out, _ = await asyncio.to_thread(waiter.communicate, timeout=30)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+        assert 0 == waiter.returncode, out
+        assert "waiting for migrations: chat: at version 0 of" in out
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("MINITG_")} | extra
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "svckit.cli", *args]
+    return subprocess.run(
+        command, cwd=REPO, env=_clean_env(env), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+
+
+def _cli_background(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "svckit.cli", *args]
+    return subprocess.Popen(
+        command, cwd=REPO, env=_clean_env(env), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
