@@ -16,13 +16,14 @@ from auth_service.adapters.passwords import PasswordHasher
 from auth_service.adapters.store import AccountStore
 from auth_service.api.servicer import AuthServicer
 from auth_service.api.throttle import AuthThrottle
+from auth_service.revocation_keeper import RevocationKeeper
 from auth_service.service import AuthUseCases
 from svckit.authn import Authenticator
 from svckit.backends import EmbeddedBackends, open_bus, open_hot_state
 from svckit.config import Config
 from svckit.ratelimit import RateLimiter
 from svckit.registry import ConnectionRegistry, registry_namespace
-from svckit.revocations import RevocationKeeper, open_revocations
+from svckit.revocations import open_revocations
 from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
 from svckit.session_end import SessionEndAnnouncer
 

@@ -14,16 +14,17 @@ revoked session back, so the list carries a sentinel key, written by the auth se
 only after it has (re)built the list from its database. Readers fetch the sentinel in the
 same MGET as the ids they check: while it is absent, an id not on the list is "unknown"
 (``None``) and the reader asks ``AuthService.CheckSession``, as it does when the store is
-unreachable. The auth service notices a missing sentinel within a second and rebuilds.
+unreachable. The auth service notices a missing sentinel within a second and rebuilds
+(``auth_service.revocation_keeper``). A store restarted from an older snapshot keeps the
+sentinel but loses the latest entries: a version counter, incremented by every add, then
+goes backwards, which the auth service notices the same way.
 Concurrent checks are coalesced into one MGET (a storm of connects with new sessions pays
 a few round trips).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 from svckit.backends import EmbeddedBackends, open_hot_state
@@ -31,10 +32,9 @@ from svckit.coalesce import Coalescer
 from svckit.config import Config
 from svckit.ports import HotState
 
-log = logging.getLogger("minitg.revocations")
-
-# Not of the form "revoked:<id>", so no session id can collide with it.
-COMPLETE_KEY = "list-complete"
+# Not of the form "revoked:<id>", so no session id can collide with them.
+COMPLETE_KEY = "list-complete"  # present: the list holds every recent revocation
+VERSION_KEY = "list-version"  # counts adds; going backwards means the store lost writes
 
 
 def revocations_namespace(redis_prefix: str) -> str:
@@ -50,8 +50,11 @@ class RevocationList:
             self._contains_many, max_items=500, max_in_flight=2, name="revocation_check"
         )
 
-    async def add(self, session_id: str) -> None:
+    async def add(self, session_id: str) -> int:
+        """List ``session_id``; return the list's version, which only grows unless the
+        store lost writes (restarted from an older snapshot)."""
         await self._state.set(f"revoked:{session_id}", b"1", self.ttl)
+        return await self._state.incr(VERSION_KEY)
 
     async def contains(self, session_id: str) -> bool | None:
         """True when revoked; False when not; None when the list is not known to be
@@ -64,69 +67,27 @@ class RevocationList:
         unknown = None if complete is None else False
         return [True if value is not None else unknown for value in values]
 
-    async def is_complete(self) -> bool:
-        return await self._state.get(COMPLETE_KEY) is not None
+    async def status(self) -> tuple[bool, int]:
+        """Whether the list is marked complete, and its version (0 when absent)."""
+        complete, version = await self._state.get_many([COMPLETE_KEY, VERSION_KEY])
+        return complete is not None, int(version or 0)
 
-    async def rebuild(self, session_ids: Sequence[str]) -> None:
+    async def mark_incomplete(self) -> None:
+        """Make readers ask the auth service until the next ``rebuild``."""
+        await self._state.delete(COMPLETE_KEY)
+
+    async def rebuild(self, session_ids: Sequence[str], version_floor: int = 0) -> int:
         """Add ``session_ids`` (every session revoked within ``ttl``, from the durable
-        record), then mark the list complete: never the mark before the entries."""
+        record), raise the version above ``version_floor``, then mark the list complete:
+        never the mark before the entries. Return the new version."""
         for start in range(0, len(session_ids), 1000):
             chunk = session_ids[start : start + 1000]
             await self._state.set_many([(f"revoked:{s}", b"1") for s in chunk], self.ttl)
+        version = await self._state.incr(VERSION_KEY)
+        if version <= version_floor:
+            version = await self._state.incr(VERSION_KEY, version_floor + 1 - version)
         await self._state.set(COMPLETE_KEY, b"1")
-
-
-RevokedSince = Callable[[int], Awaitable[Sequence[str]]]
-
-
-class RevocationKeeper:
-    """The auth service's side of the list: adds that survive a store outage, and the
-    rebuild from the database whenever the sentinel is missing."""
-
-    def __init__(
-        self,
-        revocations: RevocationList,
-        revoked_since: RevokedSince,
-        now_ms: Callable[[], int],
-        interval: float = 1.0,
-    ) -> None:
-        self._list, self._revoked_since, self._now_ms = revocations, revoked_since, now_ms
-        self._interval = interval
-        self._pending: set[str] = set()
-
-    async def add(self, session_id: str) -> None:
-        """List a session that just ended; if the store is down, retry every interval (the
-        revocation is already durable, so the caller's sign-out must not fail)."""
-        try:
-            await self._list.add(session_id)
-        except Exception as exc:
-            self._pending.add(session_id)
-            log.warning("could not list revoked session %s (will retry): %r", session_id, exc)
-
-    async def run(self) -> None:
-        """Until cancelled: retry failed adds, rebuild the list when the store forgot it.
-        A failed round (store or database down) is retried next interval; meanwhile the
-        readers ask ``CheckSession`` (store unreachable or sentinel missing)."""
-        failing = False
-        while True:
-            try:
-                await self.round()
-                failing = False
-            except Exception as exc:
-                if not failing:  # once per outage, not once a second
-                    log.warning("could not check or rebuild the revoked-session list: %r", exc)
-                failing = True
-            await asyncio.sleep(self._interval)
-
-    async def round(self) -> None:
-        for session_id in list(self._pending):
-            await self._list.add(session_id)
-            self._pending.discard(session_id)
-        if not await self._list.is_complete():
-            since = self._now_ms() - int(self._list.ttl * 1000)
-            ids = await self._revoked_since(since)
-            await self._list.rebuild(ids)
-            log.info("revoked-session list rebuilt from the database: %d sessions", len(ids))
+        return version
 
 
 async def open_revocations(

@@ -8,9 +8,10 @@ import asyncio
 from prometheus_client import REGISTRY
 from yarl import URL
 
+from auth_service.revocation_keeper import RevocationKeeper
 from svckit.backends import open_hot_state
 from svckit.ports import HotState
-from svckit.revocations import COMPLETE_KEY, RevocationKeeper, RevocationList
+from svckit.revocations import COMPLETE_KEY, VERSION_KEY, RevocationList
 from tests.contract.conftest import REDIS_URL, HotStateFactory, TcpProxy, unique
 
 
@@ -90,3 +91,23 @@ async def test_keeper_retries_an_add_made_while_redis_was_down() -> None:
         await proxied.close()
         await proxy.stop()
         await factory.cleanup()
+
+
+async def test_keeper_notices_a_store_restored_from_an_older_snapshot(state: HotState) -> None:
+    """Sentinel kept but the latest entry lost (the version went back): rebuilt next round."""
+    revocations = RevocationList(state, 60)
+    in_database = ["s-old"]
+
+    async def revoked_since(since_ms: int) -> list[str]:
+        return list(in_database)
+
+    keeper = RevocationKeeper(revocations, revoked_since, now_ms=lambda: 100_000)
+    await keeper.round()
+    in_database.append("s-new")
+    await keeper.add("s-new")
+    await state.delete("revoked:s-new")  # what a restore from the older snapshot leaves
+    await state.incr(VERSION_KEY, -1)
+    assert False is await revocations.contains("s-new")  # complete, yet wrong
+    await keeper.round()
+    assert [True, True] == [await revocations.contains(s) for s in ("s-old", "s-new")]
+    assert (True, 3) == await revocations.status()  # past the version the keeper had seen
