@@ -219,13 +219,38 @@ def test_migration_job_runs_migrate_up(overlay: tuple[Doc, ...]) -> None:
     assert ("migrate", "up", "all") == (args.command, args.direction, args.service)
 
 
+def test_service_pods_wait_for_their_schema(overlay: tuple[Doc, ...], tmp_path: Path) -> None:
+    """Each service Deployment's init container runs `minitg migrate check --wait --service
+    <role>` on PostgreSQL, so a first deploy's pods start after the migrate Job's work."""
+    deployments = minitg_deployments(overlay)
+    for role in SERVICE_ROLES:
+        template = deployments[role]["spec"]["template"]
+        (init,) = template["spec"].get("initContainers", [])
+        argv = [*init.get("command", []), *init.get("args", [])]
+        assert "minitg" == argv[0], f"{role}: {argv}"
+        args = build_parser().parse_args(argv[1:])
+        assert ("migrate", "check", True, role) == (
+            args.command,
+            args.direction,
+            args.wait,
+            args.service,
+        )
+        (container,) = template["spec"]["containers"]
+        assert container["image"] == init["image"], role
+        cfg = effective_config(overlay, template, init, tmp_path)
+        assert cfg.database_url.startswith("postgresql://"), f"{role}: would wait on SQLite"
+
+
 def test_env_names_are_read_by_the_config(overlay: tuple[Doc, ...]) -> None:
     """Every variable a minitg container sets (ConfigMap or env) is one the config reads."""
     known = config_env_names()
     for _, template in pod_templates(overlay):
         if not is_minitg(template):
             continue
-        for container in template["spec"]["containers"]:
+        for container in [
+            *template["spec"].get("initContainers", []),
+            *template["spec"]["containers"],
+        ]:
             unknown = set(container_env(overlay, container)) - known
             assert set() == unknown, f"{component(template)}: not read by svckit/config.py"
 
@@ -344,7 +369,7 @@ def test_pods_run_unprivileged(overlay: tuple[Doc, ...]) -> None:
         assert pod_sc.get("runAsNonRoot") is True, name
         assert {"type": "RuntimeDefault"} == pod_sc.get("seccompProfile"), name
         assert spec.get("automountServiceAccountToken") is False, name
-        for container in spec["containers"]:
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
             sc = container.get("securityContext", {})
             assert sc.get("runAsUser", pod_sc.get("runAsUser", 0)) != 0, name
             assert sc.get("allowPrivilegeEscalation") is False, name
