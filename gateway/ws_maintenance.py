@@ -3,9 +3,9 @@
 Every heartbeat interval it refreshes this pod's registry entries (so they outlive their
 TTL only while the pod lives), tells presence the connections are alive, and closes
 connections whose access token expired without a RenewToken (4003) — a local check.
-Sign-outs done through any gateway reach every pod at once (a SessionEnded delivery);
-revocations the auth service decides alone (refresh-token reuse) are caught by asking it
-again every ``recheck`` seconds per connection, spread over time, instead of on every beat.
+Every session end reaches every pod at once (the auth service's SessionEnded delivery);
+one whose announcement was lost (broker down) is caught by asking the auth service again
+every ``recheck`` seconds per connection, spread over time, instead of on every beat.
 It is also the WebSocket heartbeat: every socket gets a ping each interval, and a socket
 that answered neither the previous ping nor anything else within two intervals is closed
 with 4000 (HEARTBEAT_TIMEOUT). One sweep for the pod replaces a timer and a task per
