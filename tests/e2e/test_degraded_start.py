@@ -207,17 +207,21 @@ class _TcpForwarder:
             self._server.close()
 
 
-async def test_service_started_while_database_down_becomes_ready_when_it_returns(
-    tmp_path: Path,
+def _via(url: str, port: int) -> str:
+    """``url`` with its host and port replaced by 127.0.0.1:``port`` (userinfo kept)."""
+    parsed = urlsplit(url)
+    user = parsed.netloc.rpartition("@")[0]
+    netloc = f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}"
+    return urlunsplit(parsed._replace(netloc=netloc))
+
+
+@pytest.mark.parametrize("dependency", ["MINITG_DATABASE_URL", "MINITG_REDIS_URL"])
+async def test_service_started_while_a_backend_is_down_becomes_ready_when_it_returns(
+    tmp_path: Path, dependency: str
 ) -> None:
-    """Auth started while PostgreSQL is unreachable serves NOT_SERVING, then SERVING once
-    the database answers, without a restart."""
+    """Auth started while PostgreSQL (or Redis) is unreachable serves NOT_SERVING, then
+    SERVING once it answers, without a restart."""
     async with fresh_postgres_database() as database_url:
-        parsed = urlsplit(database_url)
-        forwarder = _TcpForwarder(free_port(), parsed.port or 5432)
-        user = parsed.netloc.rpartition("@")[0]
-        netloc = f"{user}@127.0.0.1:{forwarder.port}" if user else f"127.0.0.1:{forwarder.port}"
-        via_forwarder = urlunsplit(parsed._replace(netloc=netloc))
         env = _common_env(tmp_path) | {
             "MINITG_DATABASE_URL": database_url,
             "MINITG_REDIS_URL": REDIS_URL,
@@ -229,7 +233,10 @@ async def test_service_started_while_database_down_becomes_ready_when_it_returns
         }
         run_minitg(["keygen", "--dir", str(tmp_path / "jwt")], env)
         run_minitg(["migrate", "up"], env)
-        env["MINITG_DATABASE_URL"] = via_forwarder
+        real = urlsplit(env[dependency]).port
+        assert real is not None
+        forwarder = _TcpForwarder(free_port(), real)
+        env[dependency] = _via(env[dependency], forwarder.port)
         auth = minitg(["serve", "--target", "auth"], env, tmp_path / "auth.log", "auth")
         addr, service = env["MINITG_AUTH_LISTEN"], "minitg.auth.v1.AuthService"
 
@@ -240,7 +247,7 @@ async def test_service_started_while_database_down_becomes_ready_when_it_returns
         try:
             await _eventually(lambda: auth_is("NOT_SERVING"), 30, "auth NOT_SERVING")
             await forwarder.up()
-            await _eventually(lambda: auth_is("SERVING"), 30, "auth SERVING once the db is up")
+            await _eventually(lambda: auth_is("SERVING"), 30, "auth SERVING once it is up")
         finally:
             code = auth.terminate(30)
             await forwarder.close()
