@@ -35,6 +35,11 @@ from svckit.ports import HotState
 # Not of the form "revoked:<id>", so no session id can collide with them.
 COMPLETE_KEY = "list-complete"  # present: the list holds every recent revocation
 VERSION_KEY = "list-version"  # counts adds; going backwards means the store lost writes
+REBUILDING_KEY = "list-rebuilding"  # gone before the mark: the store forgot mid-rebuild
+
+
+class RebuildInterrupted(Exception):
+    """The store forgot the list while it was being rebuilt; rebuild again."""
 
 
 def revocations_namespace(redis_prefix: str) -> str:
@@ -80,12 +85,15 @@ class RevocationList:
         """Add ``session_ids`` (every session revoked within ``ttl``, from the durable
         record), raise the version above ``version_floor``, then mark the list complete:
         never the mark before the entries. Return the new version."""
+        await self._state.set(REBUILDING_KEY, b"1", 60)
         for start in range(0, len(session_ids), 1000):
             chunk = session_ids[start : start + 1000]
             await self._state.set_many([(f"revoked:{s}", b"1") for s in chunk], self.ttl)
         version = await self._state.incr(VERSION_KEY)
         if version <= version_floor:
             version = await self._state.incr(VERSION_KEY, version_floor + 1 - version)
+        if await self._state.get(REBUILDING_KEY) is None:
+            raise RebuildInterrupted("the hot-state store forgot the list during its rebuild")
         await self._state.set(COMPLETE_KEY, b"1")
         return version
 

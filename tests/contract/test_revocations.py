@@ -4,14 +4,23 @@ what it says after the store forgot it (a Redis restart or flush) until it is re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 from yarl import URL
 
 from auth_service.revocation_keeper import RevocationKeeper
 from svckit.backends import open_hot_state
 from svckit.ports import HotState
-from svckit.revocations import COMPLETE_KEY, VERSION_KEY, RevocationList
+from svckit.revocations import (
+    COMPLETE_KEY,
+    REBUILDING_KEY,
+    VERSION_KEY,
+    RebuildInterrupted,
+    RevocationList,
+)
 from tests.contract.conftest import REDIS_URL, HotStateFactory, TcpProxy, unique
 
 
@@ -111,3 +120,25 @@ async def test_keeper_notices_a_store_restored_from_an_older_snapshot(state: Hot
     await keeper.round()
     assert [True, True] == [await revocations.contains(s) for s in ("s-old", "s-new")]
     assert (True, 3) == await revocations.status()  # past the version the keeper had seen
+
+
+class _FlushedWhileWriting:
+    """The real store, forgetting everything (as a flush would) right after a bulk write."""
+
+    def __init__(self, state: HotState) -> None:
+        self._state = state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None = None) -> None:
+        await self._state.set_many(items, ttl)
+        await self._state.delete(REBUILDING_KEY, COMPLETE_KEY, *(k for k, _ in items))
+
+
+async def test_rebuild_forgotten_midway_is_not_marked_complete(state: HotState) -> None:
+    """A flush during the rebuild's writes: no completion mark over a partial list."""
+    revocations = RevocationList(_FlushedWhileWriting(state), 60)  # type: ignore[arg-type]
+    with pytest.raises(RebuildInterrupted):
+        await revocations.rebuild(["s-1"])
+    assert None is await RevocationList(state, 60).contains("s-1")
