@@ -185,12 +185,22 @@ async def test_cancel_from_inside_the_handler(buses: BusFactory, bus: MessageBus
 
 
 async def test_unreachable_broker_is_bus_unavailable() -> None:
-    """Opening a bus on a port nobody listens on raises BusUnavailable (retryable)."""
+    """Connecting a bus on a port nobody listens on raises BusUnavailable (retryable)."""
     with pytest.raises(BusUnavailable) as caught:
-        await open_bus("amqp://guest:guest@127.0.0.1:1/")
+        await AmqpBus.connect("amqp://guest:guest@127.0.0.1:1/")
 
     assert caught.value.retryable is True
     assert "guest:guest" not in str(caught.value)
+
+
+async def test_bus_opened_on_unreachable_broker_starts_degraded() -> None:
+    """open_bus on a port nobody listens on returns a bus that reports down and keeps
+    connecting in the background (a role starts without its broker)."""
+    bus = await open_bus("amqp://guest:guest@127.0.0.1:1/")
+    try:
+        assert False is await bus.ping()
+    finally:
+        await bus.close()
 
 
 async def test_memory_buses_without_embedded_are_private() -> None:

@@ -174,11 +174,16 @@ async def test_ping_and_close(database: Database) -> None:
 
 
 async def test_unreachable_server_is_storage_unavailable() -> None:
-    """Opening a database nobody listens for raises StorageUnavailable (retryable)."""
-    with pytest.raises(StorageUnavailable) as caught:
-        await open_database("postgresql://postgres@127.0.0.1:1/postgres", "auth")
-
-    assert caught.value.retryable is True
+    """A database opened where nobody listens reports down and every call raises
+    StorageUnavailable (retryable) while it keeps connecting in the background."""
+    db = await open_database("postgresql://postgres@127.0.0.1:1/postgres", "auth")
+    try:
+        assert False is await db.ping()
+        with pytest.raises(StorageUnavailable) as caught:
+            await db.fetchval("SELECT 1")
+        assert caught.value.retryable is True
+    finally:
+        await db.close()
 
 
 async def test_unknown_scheme_is_rejected() -> None:
