@@ -94,6 +94,51 @@ async def test_chat_starts_without_broker_and_sends_flow_when_it_returns(
         await asyncio.to_thread(broker.remove)
 
 
+async def test_gateway_starts_without_broker_and_delivers_when_it_returns(
+    tmp_path: Path,
+) -> None:
+    """A gateway started while RabbitMQ is down answers 503 naming the broker, then 200
+    and live deliveries once RabbitMQ is back, with no process restarted."""
+    broker = PrivateBroker()
+    broker.start()
+    try:
+        async with distributed_cluster(
+            tmp_path, gateways=1, chats=1, broker_url=broker.url
+        ) as cluster:
+            ann, bob, chat = await _direct_pair(cluster)
+            old = cluster.proc("gateway0")
+            await asyncio.to_thread(broker.stop)
+            old.terminate(30)
+            cluster.procs.remove(old)
+            gateway = minitg(
+                ["serve", "--target", "gateway"], old.env, tmp_path / "gw0b.log", "gateway0b"
+            )
+            cluster.procs.append(gateway)
+            health = f"{cluster.gateways[0]}/v1/health"
+
+            async def broker_check(expected: str, status: int) -> bool:
+                assert gateway.proc.poll() is None, gateway.log_text()
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with aiohttp.ClientSession() as session, session.get(health) as resp:
+                        body = await resp.json()
+                        return status == resp.status and expected == body["checks"]["broker"]
+                return False
+
+            await _eventually(lambda: broker_check("down", 503), 30, "gateway up, broker down")
+            await asyncio.to_thread(broker.start)
+            await _eventually(lambda: broker_check("up", 200), 60, "gateway healthy again")
+            async with (
+                MinitgClient(cluster.ws(0), ann.access_token) as a,
+                MinitgClient(cluster.ws(0), bob.access_token) as b,
+            ):
+                await _drain(b)
+                ack = await a.send_text(chat["id"], "after the broker came back")
+                update = await b.next_update(30)
+                assert ack.message_id == update.new_message.message.id  # type: ignore[attr-defined]
+    finally:
+        await asyncio.to_thread(broker.remove)
+
+
 async def test_bus_opened_while_broker_down_subscribes_when_it_comes_up() -> None:
     """A bus opened while RabbitMQ is down reports down, then consumes once it is up."""
     broker = PrivateBroker()
