@@ -281,6 +281,8 @@ class AmqpBus:
                     pending.inner = await self._subscribe_now(
                         pending.queue, pending.routing_key, pending.handler
                     )
+                    if pending.cancelled:  # cancelled while it was being declared
+                        await pending.inner.cancel()
                 except BusError as exc:
                     log.warning("cannot consume %s yet: %s; retrying", pending.queue, exc)
                     await asyncio.sleep(retry_seconds)
