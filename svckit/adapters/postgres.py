@@ -132,16 +132,23 @@ class PostgresDatabase:
         """Create ``schema`` if missing and open a pool whose search_path is that schema."""
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"schema name {schema!r} must match {_SCHEMA_NAME.pattern}")
-        with _mapped_errors():
-            await _create_schema(dsn, schema)
-            pool = await asyncpg.create_pool(
-                dsn,
-                timeout=CONNECT_TIMEOUT_SECONDS,
-                min_size=pool_min,
-                max_size=pool_max,
-                server_settings={"search_path": f"{schema},public"},
-                reset=_keep_session,
-            )
+        try:
+            with _mapped_errors():
+                await _create_schema(dsn, schema)
+                pool = await asyncpg.create_pool(
+                    dsn,
+                    timeout=CONNECT_TIMEOUT_SECONDS,
+                    min_size=pool_min,
+                    max_size=pool_max,
+                    server_settings={"search_path": f"{schema},public"},
+                    reset=_keep_session,
+                )
+        except asyncpg.TooManyConnectionsError as exc:
+            raise StorageUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            # The server answered and refused (no such database, a wrong password): a
+            # retry cannot fix that, so start-up stops with this one line.
+            raise StorageError(f"PostgreSQL refused schema {schema!r}: {exc}") from exc
         return cls(pool, schema)
 
     @classmethod

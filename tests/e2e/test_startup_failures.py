@@ -110,3 +110,19 @@ def test_sigterm_during_startup_exits(tmp_path: Path, silent_server: int) -> Non
     code, err = _finish(proc, EXIT_WITHIN)
     assert 0 == code, f"exit code {code} ({EXIT_WITHIN} s after SIGTERM; None: hung):\n{err}"
     assert "Traceback" not in err
+
+
+def test_missing_database_exits_nonzero_with_one_line(tmp_path: Path) -> None:
+    """A database that does not exist (no retry fixes it) stops start-up with one line."""
+    env = _env(
+        tmp_path,
+        MINITG_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/minitg_no_such_database",
+        MINITG_REDIS_URL="redis://127.0.0.1:6379/0",
+        MINITG_BROKER_URL="amqp://guest:guest@127.0.0.1:5672/",
+        MINITG_INTERNAL_TOKEN="t" * 32,
+    )
+    code, err = _finish(_serve(env, "--target", "auth"), EXIT_WITHIN)
+    assert 1 == code, err
+    (line,) = [line for line in err.splitlines() if line.startswith("minitg:")]
+    assert 'database "minitg_no_such_database" does not exist' in line
+    assert "Traceback" not in err
