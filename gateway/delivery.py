@@ -14,7 +14,7 @@ import logging
 import time
 
 from google.protobuf.message import DecodeError
-from minitg.chat.v1 import delivery_pb2
+from minitg.delivery.v1 import delivery_pb2
 from minitg.gateway.v1 import frames_pb2
 from opentelemetry.trace import SpanKind
 

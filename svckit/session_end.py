@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from minitg.chat.v1 import delivery_pb2
+from minitg.delivery.v1 import delivery_pb2
 
 from svckit.ports import BusError, MessageBus
 from svckit.registry import ConnectionRegistry

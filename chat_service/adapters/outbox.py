@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from minitg.chat.v1 import delivery_pb2
+from minitg.delivery.v1 import delivery_pb2
 from opentelemetry.trace import SpanKind
 
 from chat_service.adapters.rows import among

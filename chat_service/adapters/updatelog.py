@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from minitg.chat.v1 import delivery_pb2, updates_pb2
+from minitg.chat.v1 import updates_pb2
+from minitg.delivery.v1 import delivery_pb2
 
 from chat_service.adapters.batch_sql import OUTBOX_INSERT, bump_pts, insert_updates
 from chat_service.domain.model import UpdateKind

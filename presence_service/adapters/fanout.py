@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from minitg.chat.v1 import delivery_pb2
+from minitg.delivery.v1 import delivery_pb2
 from minitg.presence.v1 import presence_pb2
 
 from presence_service.domain.events import DeliveredEvent, Event, PresenceEvent, Push, TypingEvent

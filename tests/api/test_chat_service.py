@@ -17,9 +17,9 @@ from minitg.chat.v1 import (
     chat_pb2,
     chat_service_pb2,
     chat_service_pb2_grpc,
-    delivery_pb2,
     updates_pb2,
 )
+from minitg.delivery.v1 import delivery_pb2
 
 from svckit.backends import open_bus, open_hot_state
 from svckit.errors import details_from_rpc_error

@@ -21,7 +21,8 @@ from typing import Any
 
 import grpc
 from grpc import aio
-from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc, delivery_pb2
+from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
+from minitg.delivery.v1 import delivery_pb2
 from minitg.presence.v1 import presence_pb2, presence_service_pb2, presence_service_pb2_grpc
 
 from svckit.authn import SERVICE_SCHEME, service_metadata

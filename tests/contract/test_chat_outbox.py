@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import cast
 
-from minitg.chat.v1 import delivery_pb2
+from minitg.delivery.v1 import delivery_pb2
 from prometheus_client import REGISTRY
 
 from chat_service.adapters.membership import Actor, MembershipStore

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from minitg.chat.v1 import delivery_pb2, updates_pb2
+from minitg.chat.v1 import updates_pb2
+from minitg.delivery.v1 import delivery_pb2
 
 from chat_service.adapters.outbox import split_by_pod
 from chat_service.domain import rules

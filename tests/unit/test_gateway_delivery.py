@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from minitg.chat.v1 import chat_pb2, delivery_pb2, updates_pb2
+from minitg.chat.v1 import chat_pb2, updates_pb2
+from minitg.delivery.v1 import delivery_pb2
 from minitg.gateway.v1 import frames_pb2
 from prometheus_client import REGISTRY
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from minitg.chat.v1 import delivery_pb2
+from minitg.delivery.v1 import delivery_pb2
 
 from presence_service.adapters.fanout import DeliveryFanout
 from presence_service.domain.events import PresenceEvent, Push, TypingEvent
