@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from chat_service.adapters.rows import placeholders
+from chat_service.domain.send_plan import SenderRead
 from svckit.ports import Executor, Row
 
 STORED_COLUMNS = (
@@ -128,16 +129,6 @@ class ChatLock:
     chat_id: int
     count: int
     senders: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SenderRead:
-    """A member who sent in the batch: their unread count and read watermark after it."""
-
-    chat_id: int
-    user_id: int
-    unread: int
-    watermark: int
 
 
 def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:

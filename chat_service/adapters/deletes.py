@@ -16,12 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from minitg.chat.v1 import updates_pb2
-
 from chat_service.adapters.membership import Actor
 from chat_service.adapters.rows import in_transaction, placeholders
 from chat_service.adapters.updatelog import LogBatch
-from chat_service.domain import rules
+from chat_service.domain import rules, updates
 from chat_service.domain.errors import ChatNotFound
 from chat_service.domain.model import ChatKind, Role, UpdateKind
 from svckit.ports import Database, Executor
@@ -148,16 +146,6 @@ async def _log(
     log = LogBatch(actor.now_ms, actor.request_id)
     pending = log.reserve(UpdateKind.MESSAGES_DELETED, chat_id, sorted(unread), actor.session_id)
     await log.allocate(tx)
-    shared = updates_pb2.MessagesDeleted(chat_id=chat_id, message_ids=gone.ids, seqs=gone.seqs)
-    pending.fill(
-        updates_pb2.Update(messages_deleted=shared),
-        {
-            user_id: updates_pb2.Update(
-                messages_deleted=updates_pb2.MessagesDeleted(unread_count=n)
-            )
-            for user_id, n in unread.items()
-            if n
-        },
-    )
+    pending.fill(*updates.messages_deleted(chat_id, gone.ids, gone.seqs, unread))
     await log.write(tx)
     return Deleted(pending.pts_of(actor.user_id), 1)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minitg.chat.v1 import updates_pb2
-
 from chat_service.adapters.membership import Actor
 from chat_service.adapters.queries import member_ids
 from chat_service.adapters.rows import (
@@ -15,10 +13,10 @@ from chat_service.adapters.rows import (
     message_from_row,
 )
 from chat_service.adapters.updatelog import LogBatch
+from chat_service.domain import rules, updates
 from chat_service.domain.errors import ChatNotFound
 from chat_service.domain.model import Body, Message, UpdateKind
-from chat_service.wire import message_to_proto
-from svckit.errors import InvalidField, NotFound, PermissionDenied
+from svckit.errors import NotFound
 from svckit.ports import Database, Executor
 
 
@@ -53,8 +51,8 @@ class EditStore:
             if row is None:
                 raise NotFound("no such message in this chat", reason="MESSAGE_NOT_FOUND")
             old = message_from_row(row)
-            _check_editable(old, actor, body, window_ms)
-            if old.body == body:
+            new = rules.edited_message(old, actor.user_id, body, actor.now_ms, window_ms)
+            if new is None:
                 return Edited(old, 0, 0)
             changed = await tx.execute(
                 "UPDATE messages SET body_kind = $2, body_text = $3, body_header = $4, "
@@ -65,30 +63,11 @@ class EditStore:
             )
             if not changed:  # deleted for everyone since the SELECT above
                 raise NotFound("no such message in this chat", reason="MESSAGE_NOT_FOUND")
-            new = Message(
-                old.id, old.chat_id, old.seq, old.sender_id, old.date_ms, body,
-                edited_at_ms=actor.now_ms, client_msg_id=old.client_msg_id,
-            )  # fmt: skip
             log = LogBatch(actor.now_ms, actor.request_id)
             pending = log.reserve(UpdateKind.MESSAGE_EDITED, chat_id, members, actor.session_id)
             await log.allocate(tx)
-            pending.fill(
-                updates_pb2.Update(
-                    message_edited=updates_pb2.MessageEdited(
-                        message=message_to_proto(new, for_user=0)
-                    )
-                )
-            )
+            pending.fill(updates.message_edited(new))
             await log.write(tx)
             return Edited(new, pending.pts_of(actor.user_id), 1)
 
         return await in_transaction(self._db, work)
-
-
-def _check_editable(old: Message, actor: Actor, body: Body, window_ms: int) -> None:
-    if old.sender_id != actor.user_id:
-        raise PermissionDenied("only the sender may edit a message")
-    if actor.now_ms - old.date_ms > window_ms:
-        raise PermissionDenied("the edit window has passed", reason="EDIT_WINDOW_EXPIRED")
-    if old.body.kind is not body.kind:
-        raise InvalidField("body", "an edit must keep the body's variant")

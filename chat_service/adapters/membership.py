@@ -7,20 +7,16 @@ lock a send takes to allocate its seq, so a send never fans out to a stale membe
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from minitg.chat.v1 import updates_pb2
-
 from chat_service.adapters.queries import last_messages
 from chat_service.adapters.rows import in_transaction, members_of
 from chat_service.adapters.updatelog import LogBatch
-from chat_service.domain import rules
+from chat_service.domain import rules, updates
 from chat_service.domain.errors import ChatNotFound, ClientRequestIdReused, GroupChatRequired
-from chat_service.domain.model import ChatKind, ChatView, Invited, Member, Role, UpdateKind
-from chat_service.wire import chat_to_proto, member_to_proto
+from chat_service.domain.model import ChatKind, Invited, Member, Role, UpdateKind
 from svckit.ports import Database, Executor, Row
 
 _INSERT_MEMBER = (
@@ -51,22 +47,6 @@ class Actor:
     session_id: str
     now_ms: int
     request_id: str
-
-
-def _new_chat_view(row: Row, members: Sequence[Member], watermark: int, outbox: int) -> ChatView:
-    return ChatView(
-        id=int(row["id"]),
-        kind=ChatKind(int(row["kind"])),
-        title=str(row["title"]),
-        members=tuple(members),
-        member_count=len(members),
-        last_message=None,
-        last_seq=int(row["last_seq"]),
-        unread_count=0,
-        read_inbox_max_seq=watermark,
-        read_outbox_max_seq=outbox,
-        created_at_ms=int(row["created_at_ms"]),
-    )
 
 
 class MembershipStore:
@@ -166,19 +146,13 @@ class MembershipStore:
         await tx.executemany(
             _INSERT_MEMBER, [(chat_id, m.user_id, int(m.role), m.joined_at_ms, 0) for m in members]
         )
-        row = {"id": chat_id, "kind": kind, "title": title, "created_at_ms": actor.now_ms}
-        view = _new_chat_view(row | {"last_seq": 0}, members, 0, 0)
+        view = updates.new_chat_view(chat_id, kind, title, actor.now_ms, 0, members, 0, 0)
         log = LogBatch(actor.now_ms, actor.request_id)
         pending = log.reserve(
             UpdateKind.NEW_CHAT, chat_id, [m.user_id for m in members], actor.session_id
         )
         await log.allocate(tx)
-        chat = chat_to_proto(view, for_user=actor.user_id)
-        pending.fill(
-            updates_pb2.Update(
-                new_chat=updates_pb2.NewChat(chat=chat, added_by_user_id=actor.user_id)
-            )
-        )
+        pending.fill(updates.new_chat(view, actor.user_id, for_user=actor.user_id))
         await log.write(tx)
         return pending.pts_of(actor.user_id)
 
@@ -214,31 +188,20 @@ class MembershipStore:
         watermarks = await tx.fetch(
             "SELECT MAX(read_inbox_seq) AS top FROM chat_members WHERE chat_id = $1", chat_id
         )
-        view = _new_chat_view(chat, [*old, *new], last_seq, int(watermarks[0]["top"] or 0))
         last = await last_messages(tx, new[0].user_id, [chat_id])
-        view = dataclasses.replace(view, last_message=last.get(chat_id))
+        view = updates.new_chat_view(
+            chat_id, ChatKind(int(chat["kind"])), str(chat["title"]),
+            int(chat["created_at_ms"]), last_seq, [*old, *new],
+            last_seq, int(watermarks[0]["top"] or 0), last.get(chat_id),
+        )  # fmt: skip
         log = LogBatch(actor.now_ms, actor.request_id)
         welcome = log.reserve(UpdateKind.NEW_CHAT, chat_id, [m.user_id for m in new])
         joined = log.reserve(
             UpdateKind.MEMBERS_JOINED, chat_id, [m.user_id for m in old], actor.session_id
         )
         await log.allocate(tx)
-        chat_proto = chat_to_proto(view, for_user=0)
-        welcome.fill(
-            updates_pb2.Update(
-                new_chat=updates_pb2.NewChat(chat=chat_proto, added_by_user_id=actor.user_id)
-            )
-        )
-        joined.fill(
-            updates_pb2.Update(
-                members_joined=updates_pb2.MembersJoined(
-                    chat_id=chat_id,
-                    members=[member_to_proto(m) for m in new],
-                    inviter_user_id=actor.user_id,
-                    member_count=len(old) + len(new),
-                )
-            )
-        )
+        welcome.fill(updates.new_chat(view, actor.user_id, for_user=0))
+        joined.fill(updates.members_joined(chat_id, new, actor.user_id, len(old) + len(new)))
         await log.write(tx)
         return joined.pts_of(actor.user_id)
 
@@ -270,16 +233,7 @@ class MembershipStore:
             recipients = [actor.user_id, *(m.user_id for m in remaining)]
             left = log.reserve(UpdateKind.MEMBER_LEFT, chat_id, recipients, actor.session_id)
             await log.allocate(tx)
-            left.fill(
-                updates_pb2.Update(
-                    member_left=updates_pb2.MemberLeft(
-                        chat_id=chat_id,
-                        user_id=actor.user_id,
-                        member_count=len(remaining),
-                        new_owner_user_id=new_owner,
-                    )
-                )
-            )
+            left.fill(updates.member_left(chat_id, actor.user_id, len(remaining), new_owner))
             await log.write(tx)
             return left.pts_of(actor.user_id)
 

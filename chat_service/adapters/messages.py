@@ -1,5 +1,8 @@
 """The send transaction: dedupe, gapless seqs, messages, per-member updates, outbox.
 
+This module reads and writes; what the rows become (repeats, seqs, unread counts, the
+updates) is decided by ``chat_service.domain.send_plan``.
+
 A batch of sends runs in ONE transaction (a single send is a batch of one). The items may
 come from several senders: a gateway pod coalesces the sends of all its connections into
 one batch (group commit). Each step below is one statement for the whole batch
@@ -39,15 +42,22 @@ from collections.abc import Callable, Mapping, Sequence
 from chat_service.adapters import batch_sql
 from chat_service.adapters.batch_sql import ChatLock
 from chat_service.adapters.rows import body_columns, body_from_row, in_transaction
-from chat_service.adapters.send_plan import ChatBatch, new_message_updates, sender_reads
 from chat_service.adapters.updatelog import LogBatch, Outboxed
-from chat_service.domain.errors import ChatNotFound, ClientMsgIdReused
 from chat_service.domain.model import Message, Outgoing, SendResult, UpdateKind
-from svckit.errors import DomainError
+from chat_service.domain.send_plan import (
+    ChatBatch,
+    Outcome,
+    SendPlan,
+    StoredSend,
+    message_order,
+    new_message_updates,
+    plan_batch,
+    sender_reads,
+)
 from svckit.metrics import MESSAGES_SENT, SEND_COMMIT_SECONDS
-from svckit.ports import Database, Executor, Row
+from svckit.ports import Database, Executor
 
-Outcome = SendResult | DomainError
+__all__ = ["MessageStore", "Outcome"]
 
 
 class MessageStore:
@@ -93,59 +103,34 @@ class _Send:
         self.hand_over, self.look_up = hand_over, look_up
         self.outboxed: Outboxed | None = None
         self.log = LogBatch(now_ms, request_id)
-        self.outcomes: list[Outcome | None] = [None] * len(sends)
-        self.twins: dict[int, int] = {}  # item index -> earlier index with the same id
+        self.plan = SendPlan([], {}, {})  # run() plans the batch
         self.inserted = 0  # fresh messages this attempt wrote (repeats excluded)
 
     async def run(self) -> list[Outcome]:
-        chats = await self._dedupe()
+        self.plan = plan_batch(self.sends, await self._stored())
+        chats = self.plan.chats
         locked = await self._lock(sorted(chats.values(), key=lambda b: b.chat_id))
         if locked:
             await self._load_members(locked)
         live = [b for b in locked if b.indexes]
         if live:
             await self._write(chats, live)
-        for index, first in self.twins.items():
-            self.outcomes[index] = self.outcomes[first]
-        return [o if o is not None else ChatNotFound() for o in self.outcomes]
+        return self.plan.results()
 
-    async def _stored(self) -> dict[tuple[int, str], Row]:
+    async def _stored(self) -> dict[tuple[int, str], StoredSend]:
         """The already-sent messages among the batch's (sender, client_msg_id) pairs
         (none looked up on a first attempt, see the module docstring)."""
         if not self.look_up:
             return {}
         pairs = list(dict.fromkeys((s.sender_id, s.item.client_msg_id) for s in self.sends))
-        rows = await batch_sql.stored_messages(self.tx, pairs)
-        return {(int(r["sender_id"]), str(r["client_msg_id"])): r for r in rows}
-
-    async def _dedupe(self) -> dict[int, ChatBatch]:
-        """Answer repeats from stored messages; group the fresh items by chat."""
-        stored = await self._stored()
-        first_of: dict[tuple[int, str], int] = {}
-        chats: dict[int, ChatBatch] = {}
-        for index, send in enumerate(self.sends):
-            item, key = send.item, (send.sender_id, send.item.client_msg_id)
-            row = stored.get(key)
-            if row is not None:
-                # A deleted message's body is erased: its chat is all a retry can match.
-                same = int(row["chat_id"]) == item.chat_id and (
-                    row["deleted_at_ms"] is not None or body_from_row(row) == item.body
-                )
-                self.outcomes[index] = (
-                    SendResult(int(row["id"]), int(row["seq"]), int(row["date_ms"]),
-                               int(row["sender_pts"]))
-                    if same else ClientMsgIdReused()
-                )  # fmt: skip
-            elif key in first_of:
-                first = self.sends[first_of[key]].item
-                if (first.chat_id, first.body) == (item.chat_id, item.body):
-                    self.twins[index] = first_of[key]
-                else:
-                    self.outcomes[index] = ClientMsgIdReused()
-            else:
-                first_of[key] = index
-                chats.setdefault(item.chat_id, ChatBatch(item.chat_id)).indexes.append(index)
-        return chats
+        return {
+            (int(r["sender_id"]), str(r["client_msg_id"])): StoredSend(
+                int(r["chat_id"]),
+                None if r["deleted_at_ms"] is not None else body_from_row(r),
+                SendResult(int(r["id"]), int(r["seq"]), int(r["date_ms"]), int(r["sender_pts"])),
+            )
+            for r in await batch_sql.stored_messages(self.tx, pairs)
+        }
 
     async def _lock(self, batches: Sequence[ChatBatch]) -> list[ChatBatch]:
         """Allocate seqs in every chat one of whose senders is a member; the others' items
@@ -173,24 +158,18 @@ class _Send:
             batch.members.append(user_id)
             batch.prior[user_id] = unread
         for batch in locked:
-            keep = [i for i in batch.indexes if self.sends[i].sender_id in batch.prior]
-            dropped = len(batch.indexes) - len(keep)
-            if dropped:  # give the non-members' seqs back: seqs stay gapless
+            dropped = batch.drop_non_members(self.sends)
+            if dropped:  # their seqs go back: seqs stay gapless
                 await self.tx.execute(
                     "UPDATE chats SET last_seq = last_seq - $2 WHERE id = $1",
                     batch.chat_id,
                     dropped,
                 )
-                batch.last_seq -= dropped
-                batch.indexes = keep
 
     async def _write(self, chats: Mapping[int, ChatBatch], live: Sequence[ChatBatch]) -> None:
         """Unread counts, pts and message ids in one step; then the messages, their
         NewMessage updates and the outbox row in one more."""
-        planned = sorted(
-            ((b, i, b.first_seq + n) for b in live for n, i in enumerate(b.indexes)),
-            key=lambda p: p[1],  # request order: pts and message ids follow it
-        )
+        planned = message_order(live)
         pending = [
             self.log.reserve(UpdateKind.NEW_MESSAGE, b.chat_id, b.members, self.sends[i].session_id)
             for b, i, _ in planned
@@ -215,7 +194,7 @@ class _Send:
             rows.append((message_id, batch.chat_id, seq, send.sender_id, send.item.client_msg_id,
                          *body_columns(send.item.body), batch.date_ms, pts))  # fmt: skip
             update.fill(*new_message_updates(batch, self.sends, message))
-            self.outcomes[index] = SendResult(message_id, seq, batch.date_ms, pts)
+            self.plan.outcomes[index] = SendResult(message_id, seq, batch.date_ms, pts)
         updates, envelope = self.log.rows()
         outbox = (envelope.SerializeToString(), self.now_ms, self.hand_over)
         self.outboxed = Outboxed(

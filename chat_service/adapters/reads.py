@@ -12,11 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from minitg.chat.v1 import updates_pb2
-
 from chat_service.adapters.rows import in_transaction
 from chat_service.adapters.updatelog import LogBatch
-from chat_service.domain import rules
+from chat_service.domain import rules, updates
 from chat_service.domain.errors import ChatNotFound
 from chat_service.domain.model import ReadRequest, ReadResult, UpdateKind
 from svckit.errors import DomainError
@@ -97,23 +95,8 @@ class ReadStore:
         outbox = batch.reserve(UpdateKind.READ_OUTBOX, req.chat_id, outbox_to)
 
         def fill() -> ReadResult:
-            inbox.fill(
-                updates_pb2.Update(
-                    read_inbox=updates_pb2.ReadInbox(chat_id=req.chat_id, max_seq=target)
-                ),
-                {
-                    req.user_id: updates_pb2.Update(
-                        read_inbox=updates_pb2.ReadInbox(unread_count=unread)
-                    )
-                },
-            )
-            outbox.fill(
-                updates_pb2.Update(
-                    read_outbox=updates_pb2.ReadOutbox(
-                        chat_id=req.chat_id, max_seq=target, reader_user_id=req.user_id
-                    )
-                )
-            )
+            inbox.fill(*updates.read_inbox(req.chat_id, target, req.user_id, unread))
+            outbox.fill(updates.read_outbox(req.chat_id, target, req.user_id))
             return ReadResult(inbox.pts_of(req.user_id), 1, unread)
 
         return ReadResult(0, 0, unread), fill

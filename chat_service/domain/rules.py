@@ -1,4 +1,5 @@
-"""The chat service's decisions as pure functions: validation, membership, reads, deletes.
+"""The chat service's decisions as pure functions: validation, membership, reads, edits,
+deletes.
 
 Nothing here does I/O or reads a clock; callers pass what they read (``now`` included).
 """
@@ -9,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from chat_service.domain.errors import ChatFull
-from chat_service.domain.model import Body, BodyKind, ChatKind, Member, Role
+from chat_service.domain.model import Body, BodyKind, ChatKind, Member, Message, Role
 from svckit.errors import InvalidField, PermissionDenied
 
 MAX_ID_CHARS = 64
@@ -145,6 +146,26 @@ def read_outbox_recipients(watermarks: Mapping[int, int], reader: int, new_seq: 
 def read_outbox_max(watermarks: Mapping[int, int], user_id: int) -> int:
     """A member's read_outbox_max_seq: the highest read watermark among the others."""
     return max((seq for uid, seq in watermarks.items() if uid != user_id), default=0)
+
+
+def edited_message(
+    old: Message, editor: int, body: Body, now_ms: int, window_ms: int
+) -> Message | None:
+    """The message after ``editor`` replaces its body at ``now_ms``, or None when the body
+    is unchanged (nothing to write or log). Only the sender may edit, within ``window_ms``
+    of the send, keeping the body's variant."""
+    if old.sender_id != editor:
+        raise PermissionDenied("only the sender may edit a message")
+    if now_ms - old.date_ms > window_ms:
+        raise PermissionDenied("the edit window has passed", reason="EDIT_WINDOW_EXPIRED")
+    if old.body.kind is not body.kind:
+        raise InvalidField("body", "an edit must keep the body's variant")
+    if old.body == body:
+        return None
+    return Message(
+        old.id, old.chat_id, old.seq, old.sender_id, old.date_ms, body,
+        edited_at_ms=now_ms, client_msg_id=old.client_msg_id,
+    )  # fmt: skip
 
 
 def message_ids_to_delete(requested: Sequence[int]) -> list[int]:
