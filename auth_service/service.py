@@ -22,6 +22,7 @@ from auth_service.domain.refresh import (
 )
 from svckit.config import AuthConfig
 from svckit.errors import NotFound, Unauthenticated, Unavailable
+from svckit.reasons import Reason
 from svckit.tokens import SigningKey, TokenIssuer, public_jwk
 
 _BAD_CREDENTIALS = "the email or password is incorrect"
@@ -99,7 +100,7 @@ class AuthUseCases:
         user = await self._store.user_by_email(key) if key is not None and shaped else None
         ok = await self._hasher.check(secret[: accounts.PASSWORD_MAX_BYTES], _hash_of(user))
         if user is None or not ok or not shaped:
-            raise Unauthenticated(_BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
+            raise Unauthenticated(_BAD_CREDENTIALS, reason=Reason.INVALID_CREDENTIALS)
         device = accounts.normalize_device_name(device_name)
         session_id, now_ms = new_session_id(), self._now_ms()
         refresh, refresh_hash = new_refresh_token()
@@ -117,7 +118,7 @@ class AuthUseCases:
             record = await self._store.refresh_record(old_hash)
             if record is None:
                 raise Unauthenticated(
-                    "the refresh token is not valid", reason="REFRESH_TOKEN_INVALID"
+                    "the refresh token is not valid", reason=Reason.REFRESH_TOKEN_INVALID
                 )
             now_ms = self._now_ms()
             grace_ms = int(self._cfg.refresh_grace_seconds * 1000)
@@ -129,7 +130,7 @@ class AuthUseCases:
                 )
                 raise Unauthenticated(
                     "this refresh token was already used; the session has been revoked",
-                    reason="REFRESH_TOKEN_REUSED",
+                    reason=Reason.REFRESH_TOKEN_REUSED,
                 )
             new_token, new_hash = new_refresh_token()
             grace_retry = verdict is RefreshVerdict.GRACE_RETRY
@@ -149,15 +150,17 @@ class AuthUseCases:
     @staticmethod
     def _refuse(verdict: RefreshVerdict) -> None:
         if verdict is RefreshVerdict.SESSION_REVOKED:
-            raise Unauthenticated("this session has been signed out", reason="SESSION_REVOKED")
+            raise Unauthenticated("this session has been signed out", reason=Reason.SESSION_REVOKED)
         if verdict is RefreshVerdict.EXPIRED:
-            raise Unauthenticated("the refresh token has expired", reason="REFRESH_TOKEN_INVALID")
+            raise Unauthenticated(
+                "the refresh token has expired", reason=Reason.REFRESH_TOKEN_INVALID
+            )
 
     async def revoke(self, user_id: int, session_id: str, reason: str) -> None:
         """End one of the caller's sessions; SESSION_NOT_FOUND when it is not theirs."""
         session = await self._store.session(session_id)
         if session is None or session.user_id != user_id or session.revoked_at_ms is not None:
-            raise NotFound("no such session", reason="SESSION_NOT_FOUND")
+            raise NotFound("no such session", reason=Reason.SESSION_NOT_FOUND)
         await self._end_session(user_id, session_id, reason, self._now_ms())
 
     async def _end_session(self, user_id: int, session_id: str, reason: str, now_ms: int) -> None:
@@ -173,7 +176,7 @@ class AuthUseCases:
     async def user(self, user_id: int) -> UserRecord:
         user = await self._store.user_by_id(user_id)
         if user is None:
-            raise NotFound("no such user", reason="USER_NOT_FOUND")
+            raise NotFound("no such user", reason=Reason.USER_NOT_FOUND)
         return user
 
     async def users(self, user_ids: Sequence[int]) -> list[UserRecord]:
@@ -183,7 +186,7 @@ class AuthUseCases:
         key = accounts.lookup_key(email)
         user = await self._store.user_by_email(key) if key is not None else None
         if user is None:
-            raise NotFound("no user has this email", reason="USER_NOT_FOUND")
+            raise NotFound("no user has this email", reason=Reason.USER_NOT_FOUND)
         return user
 
     async def revoked_since(self, since_ms: int) -> list[str]:

@@ -13,6 +13,7 @@ from svckit.authn import Authenticator, Principal
 from svckit.config import Config
 from svckit.errors import Unauthenticated
 from svckit.ports import HotState, MessageBus
+from svckit.reasons import Reason
 
 SessionHook = Callable[[int, str], Awaitable[None]]
 
@@ -27,9 +28,9 @@ class GatewayAuth:
         value = request.headers.get("Authorization", "")
         scheme, _, token = value.partition(" ")
         if not value:
-            raise Unauthenticated("an access token is required", reason="TOKEN_MISSING")
+            raise Unauthenticated("an access token is required", reason=Reason.TOKEN_MISSING)
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("use Authorization: Bearer <token>", reason="TOKEN_INVALID")
+            raise Unauthenticated("use Authorization: Bearer <token>", reason=Reason.TOKEN_INVALID)
         return await self.authenticator.authenticate(token.strip())
 
     def forget_session(self, session_id: str) -> None:

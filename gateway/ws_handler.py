@@ -28,6 +28,7 @@ from gateway.ws_hello import hello_frame
 from gateway.ws_hub import CloseCode, Connection, Hub
 from svckit import metrics
 from svckit.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
+from svckit.reasons import Reason
 
 log = logging.getLogger("minitg.gateway.ws")
 
@@ -55,11 +56,11 @@ def _token_of(request: web.Request) -> str:
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("use Authorization: Bearer <token>", reason="TOKEN_INVALID")
+            raise Unauthenticated("use Authorization: Bearer <token>", reason=Reason.TOKEN_INVALID)
         return token.strip()
     token = request.query.get("access_token", "")
     if not token:
-        raise Unauthenticated("an access token is required", reason="TOKEN_MISSING")
+        raise Unauthenticated("an access token is required", reason=Reason.TOKEN_MISSING)
     return token
 
 

@@ -24,6 +24,7 @@ from gateway.presence_reporter import PresenceReporter
 from gateway.ws_hub import CloseCode, Connection, Hub
 from svckit.authn import Authenticator
 from svckit.errors import Unauthenticated
+from svckit.reasons import Reason
 from svckit.registry import ConnectionRegistry
 
 log = logging.getLogger("minitg.gateway.ws")
@@ -105,7 +106,7 @@ class Maintenance:
             except Unauthenticated as exc:
                 code = (
                     CloseCode.CLOSE_CODE_TOKEN_EXPIRED
-                    if exc.reason == "TOKEN_EXPIRED"
+                    if exc.reason == Reason.TOKEN_EXPIRED
                     else CloseCode.CLOSE_CODE_SESSION_REVOKED
                 )
                 await conn.close(code, exc.message)

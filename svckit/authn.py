@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import time
 from collections import OrderedDict
+from contextvars import ContextVar
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from svckit.errors import PermissionDenied, Unauthenticated
+from svckit.reasons import Reason
 from svckit.tokens import AccessClaims, TokenVerifier, keyring_lookup
 
 AUTHORIZATION = "authorization"
@@ -44,6 +46,25 @@ class Principal:
         return ((AUTHORIZATION, f"Bearer {self.token}"),)
 
 
+# The caller of the RPC being served, bound by the auth interceptor (svckit.grpc_auth) for
+# AUTH_MODE_USER methods. grpc.aio serves each call in its own task, so a binding never
+# outlives or leaks into another call.
+_caller: ContextVar[Principal] = ContextVar("minitg_caller")
+
+
+def bind_principal(principal: Principal) -> None:
+    """Make ``principal`` the caller of the RPC being served (the auth interceptor's job)."""
+    _caller.set(principal)
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the AUTH_MODE_USER RPC being served.
+
+    Raises LookupError (INTERNAL, a server bug) in a method that does not declare USER.
+    """
+    return _caller.get()
+
+
 def bearer_from_metadata(metadata: Any) -> str:
     """The token of an ``authorization: Bearer …`` entry, or raise TOKEN_MISSING."""
     for key, value in metadata or ():
@@ -52,7 +73,7 @@ def bearer_from_metadata(metadata: Any) -> str:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             break
-    raise Unauthenticated("an access token is required", reason="TOKEN_MISSING")
+    raise Unauthenticated("an access token is required", reason=Reason.TOKEN_MISSING)
 
 
 class Authenticator:
@@ -85,7 +106,7 @@ class Authenticator:
         now = self._clock()
         claims = await self._claims(token, now)
         if await self._is_revoked(claims, token, now):
-            raise Unauthenticated("this session has been signed out", reason="SESSION_REVOKED")
+            raise Unauthenticated("this session has been signed out", reason=Reason.SESSION_REVOKED)
         return Principal(claims.user_id, claims.session_id, token, claims.expires_at)
 
     async def verify_only(self, token: str) -> AccessClaims:
@@ -171,5 +192,5 @@ def require_service_caller(metadata: Any, internal_token: str) -> None:
             raise PermissionDenied("this RPC is for minitg services, not for users")
         break
     raise Unauthenticated(
-        "the internal service credential is missing or wrong", reason="TOKEN_INVALID"
+        "the internal service credential is missing or wrong", reason=Reason.TOKEN_INVALID
     )

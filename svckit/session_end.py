@@ -16,6 +16,7 @@ import logging
 from minitg.delivery.v1 import delivery_pb2
 
 from svckit.ports import BusError, MessageBus
+from svckit.reasons import Reason
 from svckit.registry import ConnectionRegistry
 
 log = logging.getLogger("minitg.session_end")
@@ -26,7 +27,9 @@ ANNOUNCE_TIMEOUT_SECONDS = 3.0  # a hung registry or broker must not hold a Logo
 def session_ended_batch(session_id: str) -> bytes:
     """The delivery batch that makes a gateway close ``session_id``'s sockets."""
     item = delivery_pb2.DeliveryItem(
-        session_ended=delivery_pb2.SessionEnded(session_id=session_id, reason="SESSION_REVOKED")
+        session_ended=delivery_pb2.SessionEnded(
+            session_id=session_id, reason=Reason.SESSION_REVOKED
+        )
     )
     return delivery_pb2.DeliveryBatch(items=[item]).SerializeToString()
 

@@ -19,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from svckit.errors import Unauthenticated
+from svckit.reasons import Reason
 
 ALGORITHM = "ES256"
 TOKEN_TYPE = "at+jwt"  # RFC 9068: tells an access token from any other JWT we might sign
@@ -135,7 +136,7 @@ class TokenVerifier:
         header = _header(token)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise Unauthenticated("access token has no key id", reason="TOKEN_INVALID")
+            raise Unauthenticated("access token has no key id", reason=Reason.TOKEN_INVALID)
         return kid
 
     def verify(self, token: str, now: float) -> AccessClaims:
@@ -143,11 +144,13 @@ class TokenVerifier:
         header = _header(token)
         if header.get("alg") != ALGORITHM or header.get("typ") != TOKEN_TYPE:
             raise Unauthenticated(
-                "access token has the wrong algorithm or type", reason="TOKEN_INVALID"
+                "access token has the wrong algorithm or type", reason=Reason.TOKEN_INVALID
             )
         key = self._keys(self.kid_of(token))
         if key is None:
-            raise Unauthenticated("access token signed by an unknown key", reason="TOKEN_INVALID")
+            raise Unauthenticated(
+                "access token signed by an unknown key", reason=Reason.TOKEN_INVALID
+            )
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -162,7 +165,9 @@ class TokenVerifier:
                 },
             )
         except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"access token rejected: {exc}", reason="TOKEN_INVALID") from None
+            raise Unauthenticated(
+                f"access token rejected: {exc}", reason=Reason.TOKEN_INVALID
+            ) from None
         return _claims(claims, now, self.leeway)
 
 
@@ -170,7 +175,7 @@ def _header(token: str) -> dict[str, Any]:
     try:
         return dict(jwt.get_unverified_header(token))
     except jwt.PyJWTError:
-        raise Unauthenticated("access token is not a JWT", reason="TOKEN_INVALID") from None
+        raise Unauthenticated("access token is not a JWT", reason=Reason.TOKEN_INVALID) from None
 
 
 def _claims(claims: Mapping[str, Any], now: float, leeway: int) -> AccessClaims:
@@ -181,9 +186,9 @@ def _claims(claims: Mapping[str, Any], now: float, leeway: int) -> AccessClaims:
     session_id, token_id = _text(claims["sid"]), _text(claims["jti"])
     issued_at, expires_at = _time(claims["iat"], now), _time(claims["exp"], now)
     if now > expires_at + leeway:
-        raise Unauthenticated("access token expired", reason="TOKEN_EXPIRED")
+        raise Unauthenticated("access token expired", reason=Reason.TOKEN_EXPIRED)
     if issued_at > now + leeway:
-        raise Unauthenticated("access token issued in the future", reason="TOKEN_INVALID")
+        raise Unauthenticated("access token issued in the future", reason=Reason.TOKEN_INVALID)
     if not issued_at < expires_at <= issued_at + MAX_TOKEN_LIFETIME_SECONDS:
         raise _malformed("exp must be after iat and within a day of it")
     if "nbf" in claims and _time(claims["nbf"], now) > now + leeway:
@@ -192,7 +197,7 @@ def _claims(claims: Mapping[str, Any], now: float, leeway: int) -> AccessClaims:
 
 
 def _malformed(why: str) -> Unauthenticated:
-    return Unauthenticated(f"access token claims are malformed: {why}", reason="TOKEN_INVALID")
+    return Unauthenticated(f"access token claims are malformed: {why}", reason=Reason.TOKEN_INVALID)
 
 
 def _user_id(value: object) -> int:

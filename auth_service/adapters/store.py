@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from auth_service.domain.refresh import RefreshRecord
 from svckit.errors import AlreadyExists
 from svckit.ports import Database, Executor, Row, UniqueViolation
+from svckit.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class AccountStore:
                 return user
         except UniqueViolation:
             raise AlreadyExists(
-                "an account with this email already exists", reason="EMAIL_TAKEN"
+                "an account with this email already exists", reason=Reason.EMAIL_TAKEN
             ) from None
 
     async def create_session(

@@ -28,6 +28,7 @@ from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
 
 from svckit.authn import Principal, service_metadata
 from svckit.errors import DomainError, details_from_rpc_error
+from svckit.reasons import Reason
 
 BATCH_LOOKUP = 1000  # ids per BatchGetChatMembers or BatchListPeers call (the service's limit)
 
@@ -62,7 +63,7 @@ class ChatDirectory(Protocol):
 
 
 def _not_found() -> DomainError:
-    missing = DomainError("chat not found", reason="CHAT_NOT_FOUND")
+    missing = DomainError("chat not found", reason=Reason.CHAT_NOT_FOUND)
     missing.code = grpc.StatusCode.NOT_FOUND
     return missing
 
