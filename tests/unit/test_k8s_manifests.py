@@ -36,7 +36,7 @@ from svckit.config import ROLES, TARGETS, Config
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
 SERVICE_ROLES = ("auth", "chat", "presence")
-# Which callers each service admits (DESIGN.md's flows); the gateway admits everyone.
+# Which callers each service admits (docs/ARCHITECTURE.md's flows); the gateway admits everyone.
 ALLOWED_CALLERS = {
     "auth": {"gateway", "chat", "presence"},
     "chat": {"gateway", "presence"},
