@@ -39,8 +39,9 @@ COPY --from=builder /opt/venv /opt/venv
 # roles in Kubernetes run with a read-only root and write nothing.
 WORKDIR /app
 USER 10001:10001
-# 8080: gateway HTTP/WebSocket and /metrics; 50051: a service role's gRPC (Kubernetes);
-# 9090: a service role's /metrics.
+# 8080: gateway HTTP/WebSocket; 50051: a service role's gRPC (Kubernetes); 9090: every
+# role's /metrics (MINITG_METRICS_ADDR; loopback unless set, as Kubernetes does, to
+# 0.0.0.0:9090 for a scraper in another container or pod).
 EXPOSE 8080 50051 9090
 ENTRYPOINT ["minitg"]
 CMD ["serve", "--target", "all"]

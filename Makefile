@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ## run: create .venv, install, start gateway + auth + chat + presence in one process
 run: $(VENV)/.installed
 	@echo "minitg: starting the whole system embedded (SQLite, in-memory bus and state)"
-	@echo "minitg: gateway on http://127.0.0.1:8080  (health: /v1/health, metrics: /metrics)"
+	@echo "minitg: gateway on http://127.0.0.1:8080  (health: /v1/health; metrics: http://127.0.0.1:9090/metrics)"
 	$(VENV)/bin/minitg serve --target all
 
 ## test: dev dependencies, real services, lint, type checks, the whole suite

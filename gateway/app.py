@@ -1,8 +1,9 @@
 """The gateway's aiohttp application: ``create_app(cfg, deps)``.
 
 Routes are added by feature modules; this module only wires the middleware, the
-health and metrics endpoints, and the dependencies every handler reads through
-typed ``web.AppKey``s.
+health endpoint, and the dependencies every handler reads through typed ``web.AppKey``s.
+``/metrics`` is not served here, on the public port, but by ``svckit.runner``'s metrics
+endpoint on ``MINITG_METRICS_ADDR``, as for every role.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ def create_app(deps: GatewayDeps, ws: WsRuntime) -> web.Application:
     app[DEPS] = deps
     app[WS] = ws
     app.router.add_get("/v1/health", health)
-    app.router.add_get("/metrics", serve_metrics)
     rest_auth.add_routes(app)
     rest_users.add_routes(app)
     rest_chats.add_routes(app)
@@ -50,8 +50,3 @@ async def health(request: web.Request) -> web.Response:
         "checks": {name: "up" if ok else "down" for name, ok in checks.items()},
     }
     return web.json_response(body, status=200 if healthy else 503)
-
-
-async def serve_metrics(_: web.Request) -> web.Response:
-    body, content_type = metrics.render_latest()
-    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -106,7 +106,7 @@ async def run_scenario(
         run.sends = [sends for sends, _ in taken] if run.sends else []
         usage = sampler.window()
         if system.shape != "control":
-            run.extra["coalesced"] = await coalesced_batches(system.gateways)
+            run.extra["coalesced"] = await coalesced_batches(system.gateway_metric_pages())
             calls = await grpc_calls(system.metrics)
             run.extra["grpc_calls"] = {
                 m: n - calls_before.get(m, 0.0)
@@ -139,11 +139,11 @@ async def _scrape(urls: list[str]) -> list[str]:
     return lines
 
 
-async def coalesced_batches(gateways: list[str]) -> dict[str, dict[str, float]]:
+async def coalesced_batches(pages: list[str]) -> dict[str, dict[str, float]]:
     """Per batch kind (sends, acks, ...): calls and items summed over the gateways'
     ``minitg_coalesced_batch_items`` histograms, i.e. how much each coalesced call carried."""
     totals: dict[str, dict[str, float]] = {}
-    for line in await _scrape([base + "/metrics" for base in gateways]):
+    for line in await _scrape(pages):
         match = _BATCH_SAMPLE.match(line)
         if match:
             field, kind, value = match.groups()

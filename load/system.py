@@ -75,20 +75,19 @@ class System:
     database: str = ""
     prefix: str = ""
     env: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, str] = field(default_factory=dict)  # gRPC servers' /metrics URLs
+    metrics: dict[str, str] = field(default_factory=dict)  # every process's /metrics URL
 
     def pids(self) -> dict[str, int]:
         return {p.label: p.popen.pid for p in self.procs}
 
     def metric_pages(self) -> dict[str, str]:
-        """Every server's /metrics URL by label (a gateway serves it on its HTTP address;
-        the control has none)."""
-        if self.shape == "control":
-            return {}
-        labels = [p.label for p in self.procs if p.label.startswith(("gateway", "all"))]
-        return self.metrics | {
-            label: f"{base}/metrics" for label, base in zip(labels, self.gateways, strict=True)
-        }
+        """Every server's /metrics URL by label (each on its MINITG_METRICS_ADDR, never the
+        HTTP port; the control has none)."""
+        return dict(self.metrics)
+
+    def gateway_metric_pages(self) -> list[str]:
+        """The /metrics URLs of the processes that run a gateway."""
+        return [url for label, url in self.metrics.items() if label.startswith(("gateway", "all"))]
 
     def gateway_pids(self) -> dict[str, int]:
         return {p.label: p.popen.pid for p in self.procs if p.label.startswith(("gateway", "all"))}
@@ -182,9 +181,11 @@ async def start_system(
 
 
 def _start_embedded(system: System) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
+    system.metrics["all"] = f"http://127.0.0.1:{metrics_port}/metrics"
     system.start("all", ["-m", "svckit.cli", "serve", "--target", "all"], {
         "MINITG_HTTP_ADDR": f"127.0.0.1:{port}",
+        "MINITG_METRICS_ADDR": f"127.0.0.1:{metrics_port}",
         "MINITG_DATABASE_URL": f"sqlite:///{system.logs}/minitg.db",
         **{f"MINITG_{r}_LISTEN": f"127.0.0.1:{free_port()}" for r in ("AUTH", "CHAT", "PRESENCE")},
     })  # fmt: skip
@@ -215,8 +216,7 @@ async def _start_distributed(system: System, gateways: int, chat_procs: int) -> 
 
     def role(label: str, target: str, extra: dict[str, str]) -> None:
         port = free_port()
-        if target != "gateway":  # a gateway serves /metrics on its HTTP address instead
-            system.metrics[label] = f"http://127.0.0.1:{port}/metrics"
+        system.metrics[label] = f"http://127.0.0.1:{port}/metrics"
         system.start(label, [*cli, target], {"MINITG_METRICS_ADDR": f"127.0.0.1:{port}"} | extra)
 
     role("auth", "auth", {})

@@ -202,7 +202,9 @@ class Config:
             auth_target=env.get("MINITG_AUTH_TARGET", str(listens["auth"]), nonempty),
             chat_target=env.get("MINITG_CHAT_TARGET", str(listens["chat"]), nonempty),
             presence_target=env.get("MINITG_PRESENCE_TARGET", str(listens["presence"]), nonempty),
-            metrics_addr=env.get("MINITG_METRICS_ADDR", "0.0.0.0:9090", _optional_hostport),
+            # Loopback by default: metrics name routes, pods and load, so a fresh server
+            # shows them to no one; a deployment opens them to its scraper (k8s: 0.0.0.0).
+            metrics_addr=env.get("MINITG_METRICS_ADDR", "127.0.0.1:9090", _optional_hostport),
             pod_id=env.get("MINITG_POD_ID", f"{socket.gethostname()}-{os.getpid()}", pod_id),
             log_level=env.get("MINITG_LOG_LEVEL", "INFO", log_level),
             log_format=env.get("MINITG_LOG_FORMAT", "console", log_format),

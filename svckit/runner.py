@@ -69,7 +69,8 @@ def with_gc_defaults(cfg: Config, target: str) -> Config:
 
 
 class MetricsEndpoint:
-    """``GET /metrics`` on its own port, for service roles that have no HTTP server."""
+    """``GET /metrics`` on its own address (``MINITG_METRICS_ADDR``), for every target: the
+    gateway's public HTTP port never serves it."""
 
     name = "metrics"
 
@@ -179,7 +180,7 @@ async def start_roles(
         started.append(role)
         await role.start()
         cfg = with_bound_address(cfg, role)
-    if target not in ("all", "gateway") and cfg.metrics_addr is not None:
+    if cfg.metrics_addr is not None:
         endpoint = MetricsEndpoint(cfg.metrics_addr)
         started.append(endpoint)
         await endpoint.start()

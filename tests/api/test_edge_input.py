@@ -218,3 +218,9 @@ async def test_email_case_and_normal_form_make_one_account(rest_system: RestFact
         token = first.body["access_token"]
         found = await rest.call("GET", "/v1/users?email=a%CC%88rger@example.org", token=token)
         assert (200, first.body["user"]["id"]) == (found.status, found.body["user"]["id"])
+
+
+async def test_metrics_are_not_served_on_the_public_port(rest_system: RestFactory) -> None:
+    """``GET /metrics`` on the gateway's HTTP port is 404: metrics live on their own address."""
+    async with rest_system() as (_, rest):
+        assert (404, "NOT_FOUND", "") == _error(await rest.call("GET", "/metrics"))

@@ -40,6 +40,9 @@ def _common_env(tmp_path: Path) -> dict[str, str]:
         "MINITG_SESSION_CHECK_TTL_SECONDS": "1",
         "MINITG_COOKIE_SECURE": "false",
         "MINITG_PRESENCE_DEBOUNCE_SECONDS": "0",
+        # Every process serves /metrics on its own address; any free port unless a test
+        # sets one it scrapes (the default 0.0.0.0:9090 would collide between processes).
+        "MINITG_METRICS_ADDR": "127.0.0.1:0",
     }
 
 

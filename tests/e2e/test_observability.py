@@ -53,10 +53,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 def _metrics_url(cluster: Cluster, role: str) -> str:
-    proc = cluster.proc(role)
-    if role.startswith("gateway"):
-        return f"http://{proc.env['MINITG_HTTP_ADDR']}/metrics"
-    return f"http://{proc.env['MINITG_METRICS_ADDR']}/metrics"
+    return f"http://{cluster.proc(role).env['MINITG_METRICS_ADDR']}/metrics"
 
 
 def _positive(text: str, name: str) -> bool:

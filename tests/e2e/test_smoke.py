@@ -33,7 +33,10 @@ SERVICES = {
 
 
 def _ports_env() -> dict[str, str]:
-    env = {"MINITG_HTTP_ADDR": f"127.0.0.1:{free_port()}"}
+    env = {
+        "MINITG_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        "MINITG_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+    }
     for role in SERVICES:
         env[f"MINITG_{role.upper()}_LISTEN"] = f"127.0.0.1:{free_port()}"
     env["MINITG_SHUTDOWN_GRACE_SECONDS"] = str(GRACE)
@@ -81,7 +84,11 @@ async def test_embedded_all_in_one(tmp_path: Path) -> None:
         expected = {"auth": "up", "chat": "up", "presence": "up", "hot_state": "up", "broker": "up"}
         assert expected == body["checks"]
         await _assert_services_introspectable(env)
-        await _assert_metrics(f"{base}/metrics", "minitg_http_requests_total")
+        await _assert_metrics(
+            f"http://{env['MINITG_METRICS_ADDR']}/metrics", "minitg_http_requests_total"
+        )
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as public:
+            assert 404 == public.status  # never on the public HTTP port
     finally:
         _stop_all([proc])
     assert "minitg ready" in proc.log_text()

@@ -33,6 +33,7 @@ def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "MINITG_BCRYPT_COST": "4",
         "MINITG_LOG_FORMAT": "json",
         "MINITG_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        "MINITG_METRICS_ADDR": "127.0.0.1:0",
         **{f"MINITG_{r}_LISTEN": f"127.0.0.1:{free_port()}" for r in ("AUTH", "CHAT", "PRESENCE")},
     }
     return env | overrides

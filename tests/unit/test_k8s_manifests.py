@@ -305,10 +305,13 @@ def test_probe_ports_are_what_each_role_listens_on(
             else:
                 http = probe["httpGet"]
                 port = _port(container, http["port"])
-                served = cfg.http_addr if role == "gateway" else cfg.metrics_addr
+                # /metrics is served on the metrics address by every role (the gateway's
+                # HTTP port never serves it); anything else is a gateway route.
+                on_metrics = http["path"] == "/metrics"
+                served = cfg.metrics_addr if on_metrics else cfg.http_addr
                 assert served is not None
                 assert served.port == port, f"{role} {kind}"
-                source = routes if role == "gateway" else metrics_routes
+                source = metrics_routes if on_metrics else routes
                 assert f'add_get("{http["path"]}"' in source, f"{role} {kind}: no such route"
         readiness = probes["readinessProbe"]
         if role == "gateway":
@@ -323,15 +326,16 @@ def test_probe_ports_are_what_each_role_listens_on(
 
 
 def test_container_and_service_ports(overlay: tuple[Doc, ...]) -> None:
-    """Containers expose 8080 (gateway) or 50051 + 9090; Services select and target them."""
+    """Containers expose 8080 (gateway) or 50051, and 9090 for /metrics; Services select and
+    target them."""
     deployments = minitg_deployments(overlay)
     services = {s["metadata"]["name"]: s for s in of_kind(overlay, "Service")}
     for role, deployment in deployments.items():
         template = deployment["spec"]["template"]
         (container,) = template["spec"]["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        expected = {"http": 8080} if role == "gateway" else {"grpc": 50051, "metrics": 9090}
-        assert expected == ports, role
+        serving = {"http": 8080} if role == "gateway" else {"grpc": 50051}
+        assert serving | {"metrics": 9090} == ports, role
         service = services[role]
         labels = template["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items(), role
@@ -501,8 +505,9 @@ def test_network_policies(overlay: tuple[Doc, ...]) -> None:
     }
     assert set(ROLES) == set(by_role)
     assert _admitted_components(by_role["gateway"], 8080) is None
-    for role, callers in ALLOWED_CALLERS.items():
-        assert callers == _admitted_components(by_role[role], 50051), role
+    for role in ("gateway", *ALLOWED_CALLERS):
+        if role in ALLOWED_CALLERS:
+            assert ALLOWED_CALLERS[role] == _admitted_components(by_role[role], 50051), role
         metrics_rules = [
             peer["namespaceSelector"]["matchLabels"]
             for rule in by_role[role]["spec"]["ingress"]
