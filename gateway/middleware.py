@@ -11,25 +11,27 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-import grpc
 from aiohttp import web
 
 from svckit import metrics
-from svckit.errors import DomainError, ErrorDetails, as_domain_error, details_from_rpc_error
+from svckit.errors import ErrorDetails, error_details
 from svckit.logs import REQUEST_ID_HEADER, bind_request_id
+from svckit.reasons import Reason
 
 log = logging.getLogger("minitg.gateway.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_HTTP_REASONS: Mapping[int, str] = {
-    400: "MALFORMED_REQUEST",
-    401: "TOKEN_MISSING",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    413: "REQUEST_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
+# The web layer's own refusals (aiohttp raises them before a handler runs). Any other
+# 4xx it might raise is the client's request being unusable: MALFORMED_REQUEST (400).
+_HTTP_REASONS: Mapping[int, Reason] = {
+    400: Reason.MALFORMED_REQUEST,
+    401: Reason.TOKEN_MISSING,
+    403: Reason.PERMISSION_DENIED,
+    404: Reason.NOT_FOUND,
+    405: Reason.METHOD_NOT_ALLOWED,
+    413: Reason.REQUEST_TOO_LARGE,
+    415: Reason.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -50,17 +52,18 @@ def error_response(
     return web.json_response({"error": error}, status=status, headers=all_headers)
 
 
-def details_response(details: ErrorDetails) -> web.Response:
-    """Turn a service's error into the HTTP answer (with Retry-After on 429 and 503 when
-    the retry time is known: a rate limit's wait, or a dependency outage's hint)."""
-    headers: dict[str, str] = {}
-    retry_ms = details.metadata.get("retry_after_ms")
-    if details.http_status in (429, 503) and retry_ms and retry_ms.isdigit():
-        headers["Retry-After"] = str(max(1, -(-int(retry_ms) // 1000)))
-    message = details.message
-    if details.code == grpc.StatusCode.INTERNAL:
-        message = "internal error"
-    return error_response(details.http_status, details.reason, message, headers, details.metadata)
+def details_response(
+    details: ErrorDetails, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Render ``details`` as the HTTP answer (with Retry-After on 429 and 503 when the retry
+    time is known: a rate limit's wait, or a dependency outage's hint)."""
+    all_headers = dict(headers or {})
+    retry_ms = details.retry_after_ms
+    if retry_ms and details.http_status in (429, 503):
+        all_headers["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
+    return error_response(
+        details.http_status, details.reason, details.message, all_headers, details.metadata
+    )
 
 
 @web.middleware
@@ -88,21 +91,13 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_REASONS.get(exc.status, "HTTP_ERROR")
-        return error_response(exc.status, code, exc.reason, _kept_headers(exc))
-    except DomainError as exc:
-        details = ErrorDetails(exc.code, exc.reason, exc.message, exc.metadata)
-        return details_response(details)
-    except grpc.aio.AioRpcError as exc:
-        return details_response(details_from_rpc_error(exc))
+        if exc.status >= 500:
+            return details_response(error_details(exc, f"{request.method} {request.path}"))
+        reason = _HTTP_REASONS.get(exc.status, Reason.MALFORMED_REQUEST)
+        details = ErrorDetails.for_reason(reason, exc.reason)
+        return details_response(details, _kept_headers(exc))
     except Exception as exc:
-        error = as_domain_error(exc)  # a backend outage: 503, not 500
-        if error is not None:
-            return details_response(
-                ErrorDetails(error.code, error.reason, error.message, error.metadata)
-            )
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "INTERNAL", "internal error")
+        return details_response(error_details(exc, f"{request.method} {request.path}"))
 
 
 # Every answer is JSON or a WebSocket, never a page: nothing may sniff, frame or embed it,
@@ -113,6 +108,12 @@ SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
 }
+# The one page the gateway serves, /docs (gateway/static/): its own script, style and the
+# OpenAPI document, nothing else, from nowhere else.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
 SERVER_NAME = "minitg"  # not aiohttp's "Python/3.x aiohttp/3.y": no versions for scanners
 
 
@@ -124,6 +125,8 @@ async def harden_headers(request: web.Request, response: web.StreamResponse) -> 
     """
     response.headers["Server"] = SERVER_NAME
     response.headers.update(SECURITY_HEADERS)
+    if request.path == "/docs" or request.path.startswith("/docs/"):
+        response.headers["Content-Security-Policy"] = DOCS_CSP
     if request.path.startswith("/v1/"):
         response.headers.setdefault("Cache-Control", "no-store")
 

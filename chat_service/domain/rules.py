@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from chat_service.domain.errors import ChatFull
 from chat_service.domain.model import Body, BodyKind, ChatKind, Member, Message, Role
 from svckit.errors import InvalidField, PermissionDenied
+from svckit.reasons import Reason
 
 MAX_ID_CHARS = 64
 MAX_TITLE_CHARS = 128
@@ -157,7 +158,7 @@ def edited_message(
     if old.sender_id != editor:
         raise PermissionDenied("only the sender may edit a message")
     if now_ms - old.date_ms > window_ms:
-        raise PermissionDenied("the edit window has passed", reason="EDIT_WINDOW_EXPIRED")
+        raise PermissionDenied("the edit window has passed", reason=Reason.EDIT_WINDOW_EXPIRED)
     if old.body.kind is not body.kind:
         raise InvalidField("body", "an edit must keep the body's variant")
     if old.body == body:
