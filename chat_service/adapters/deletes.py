@@ -14,11 +14,12 @@ unread_count; a call that changes nothing logs nothing and returns pts 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chat_service.adapters.membership import Actor
 from chat_service.adapters.rows import in_transaction, placeholders
 from chat_service.adapters.updatelog import LogBatch
+from chat_service.adapters.write_sql import WriteSql, write_sql_for
 from chat_service.domain import rules, updates
 from chat_service.domain.errors import ChatNotFound
 from chat_service.domain.model import ChatKind, Role, UpdateKind
@@ -48,17 +49,19 @@ class Deleted:
 
 @dataclass(frozen=True, slots=True)
 class _Gone:
-    """The messages a call actually removed, in seq order."""
+    """The messages a call actually removed, in seq order, and the recipients' unread
+    counts after it (user -> count)."""
 
     ids: list[int]
     seqs: list[int]
+    unread: dict[int, int] = field(default_factory=dict)
 
 
 class DeleteStore:
     """Deletes messages (see the module docstring)."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._db, self._sql = db, write_sql_for(db.dialect)
 
     async def delete(
         self, actor: Actor, chat_id: int, message_ids: Sequence[int], for_everyone: bool
@@ -68,15 +71,19 @@ class DeleteStore:
             if kind is None:
                 raise ChatNotFound()
             if for_everyone:
-                return await _for_everyone(tx, actor, chat_id, ChatKind(int(kind)), message_ids)
-            return await _for_me(tx, actor, chat_id, message_ids)
+                gone = await _for_everyone(tx, actor, chat_id, ChatKind(int(kind)), message_ids)
+            else:
+                gone = await _for_me(tx, actor, chat_id, message_ids)
+            if gone is None:  # nothing changed: nothing logged
+                return Deleted(0, 0)
+            return await _log(self._sql, tx, actor, chat_id, gone)
 
         return await in_transaction(self._db, work)
 
 
 async def _for_everyone(
     tx: Executor, actor: Actor, chat_id: int, kind: ChatKind, message_ids: Sequence[int]
-) -> Deleted:
+) -> _Gone | None:
     ids_sql = placeholders(len(message_ids), 2)
     rows = await tx.fetch(
         f"SELECT id, seq, sender_id FROM messages WHERE chat_id = $1 AND id IN ({ids_sql}) "
@@ -85,7 +92,7 @@ async def _for_everyone(
         *message_ids,
     )
     if not rows:
-        return Deleted(0, 0)
+        return None
     role = await tx.fetchval(
         "SELECT role FROM chat_members WHERE chat_id = $1 AND user_id = $2", chat_id, actor.user_id
     )
@@ -106,11 +113,13 @@ async def _for_everyone(
         actor.now_ms,
         *gone.ids,
     )
-    unread = {int(r["user_id"]): int(r["unread_count"]) for r in unread_rows}
-    return await _log(tx, actor, chat_id, gone, unread)
+    gone.unread.update({int(r["user_id"]): int(r["unread_count"]) for r in unread_rows})
+    return gone
 
 
-async def _for_me(tx: Executor, actor: Actor, chat_id: int, message_ids: Sequence[int]) -> Deleted:
+async def _for_me(
+    tx: Executor, actor: Actor, chat_id: int, message_ids: Sequence[int]
+) -> _Gone | None:
     ids_sql = placeholders(len(message_ids), 3)
     rows = await tx.fetch(
         f"SELECT m.id, m.seq FROM messages m WHERE m.chat_id = $1 AND m.id IN ({ids_sql}) "
@@ -121,7 +130,7 @@ async def _for_me(tx: Executor, actor: Actor, chat_id: int, message_ids: Sequenc
         *message_ids,
     )
     if not rows:
-        return Deleted(0, 0)
+        return None
     gone = _Gone([int(r["id"]) for r in rows], [int(r["seq"]) for r in rows])
     row = await tx.fetchrow(
         "UPDATE chat_members SET unread_count = unread_count - ("
@@ -136,16 +145,16 @@ async def _for_me(tx: Executor, actor: Actor, chat_id: int, message_ids: Sequenc
         "INSERT INTO message_hidden (user_id, chat_id, message_id) VALUES ($1, $2, $3)",
         [(actor.user_id, chat_id, message_id) for message_id in gone.ids],
     )
-    return await _log(tx, actor, chat_id, gone, {actor.user_id: int(row["unread_count"])})
+    gone.unread[actor.user_id] = int(row["unread_count"])
+    return gone
 
 
-async def _log(
-    tx: Executor, actor: Actor, chat_id: int, gone: _Gone, unread: dict[int, int]
-) -> Deleted:
-    """One MessagesDeleted for every recipient in ``unread``, with their unread count."""
-    log = LogBatch(actor.now_ms, actor.request_id)
-    pending = log.reserve(UpdateKind.MESSAGES_DELETED, chat_id, sorted(unread), actor.session_id)
+async def _log(sql: WriteSql, tx: Executor, actor: Actor, chat_id: int, gone: _Gone) -> Deleted:
+    """One MessagesDeleted for every recipient in ``gone.unread``, with their unread count."""
+    log = LogBatch(sql, actor.now_ms, actor.request_id)
+    recipients = sorted(gone.unread)
+    pending = log.reserve(UpdateKind.MESSAGES_DELETED, chat_id, recipients, actor.session_id)
     await log.allocate(tx)
-    pending.fill(*updates.messages_deleted(chat_id, gone.ids, gone.seqs, unread))
+    pending.fill(*updates.messages_deleted(chat_id, gone.ids, gone.seqs, gone.unread))
     await log.write(tx)
     return Deleted(pending.pts_of(actor.user_id), 1)

@@ -13,11 +13,13 @@ from chat_service.adapters.rows import (
     message_from_row,
 )
 from chat_service.adapters.updatelog import LogBatch
+from chat_service.adapters.write_sql import write_sql_for
 from chat_service.domain import rules, updates
 from chat_service.domain.errors import ChatNotFound
 from chat_service.domain.model import Body, Message, UpdateKind
 from svckit.errors import NotFound
 from svckit.ports import Database, Executor
+from svckit.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class EditStore:
     """Edits messages (the caller's own, within the edit window, same body variant)."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._db, self._sql = db, write_sql_for(db.dialect)
 
     async def edit(
         self, actor: Actor, chat_id: int, message_id: int, body: Body, window_ms: int
@@ -49,7 +51,7 @@ class EditStore:
                 chat_id,
             )
             if row is None:
-                raise NotFound("no such message in this chat", reason="MESSAGE_NOT_FOUND")
+                raise NotFound("no such message in this chat", reason=Reason.MESSAGE_NOT_FOUND)
             old = message_from_row(row)
             new = rules.edited_message(old, actor.user_id, body, actor.now_ms, window_ms)
             if new is None:
@@ -62,8 +64,8 @@ class EditStore:
                 actor.now_ms,
             )
             if not changed:  # deleted for everyone since the SELECT above
-                raise NotFound("no such message in this chat", reason="MESSAGE_NOT_FOUND")
-            log = LogBatch(actor.now_ms, actor.request_id)
+                raise NotFound("no such message in this chat", reason=Reason.MESSAGE_NOT_FOUND)
+            log = LogBatch(self._sql, actor.now_ms, actor.request_id)
             pending = log.reserve(UpdateKind.MESSAGE_EDITED, chat_id, members, actor.session_id)
             await log.allocate(tx)
             pending.fill(updates.message_edited(new))

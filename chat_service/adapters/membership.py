@@ -14,6 +14,7 @@ from typing import NamedTuple
 from chat_service.adapters.queries import last_messages
 from chat_service.adapters.rows import in_transaction, members_of
 from chat_service.adapters.updatelog import LogBatch
+from chat_service.adapters.write_sql import write_sql_for
 from chat_service.domain import rules, updates
 from chat_service.domain.errors import ChatNotFound, ClientRequestIdReused, GroupChatRequired
 from chat_service.domain.model import ChatKind, Invited, Member, Role, UpdateKind
@@ -53,7 +54,7 @@ class MembershipStore:
     """Creates chats and changes their membership (see the module docstring)."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._db, self._sql = db, write_sql_for(db.dialect)
 
     async def create_direct(self, actor: Actor, peer: int) -> Created:
         """The direct chat of the actor and ``peer``, created on first use."""
@@ -147,7 +148,7 @@ class MembershipStore:
             _INSERT_MEMBER, [(chat_id, m.user_id, int(m.role), m.joined_at_ms, 0) for m in members]
         )
         view = updates.new_chat_view(chat_id, kind, title, actor.now_ms, 0, members, 0, 0)
-        log = LogBatch(actor.now_ms, actor.request_id)
+        log = LogBatch(self._sql, actor.now_ms, actor.request_id)
         pending = log.reserve(
             UpdateKind.NEW_CHAT, chat_id, [m.user_id for m in members], actor.session_id
         )
@@ -194,7 +195,7 @@ class MembershipStore:
             int(chat["created_at_ms"]), last_seq, [*old, *new],
             last_seq, int(watermarks[0]["top"] or 0), last.get(chat_id),
         )  # fmt: skip
-        log = LogBatch(actor.now_ms, actor.request_id)
+        log = LogBatch(self._sql, actor.now_ms, actor.request_id)
         welcome = log.reserve(UpdateKind.NEW_CHAT, chat_id, [m.user_id for m in new])
         joined = log.reserve(
             UpdateKind.MEMBERS_JOINED, chat_id, [m.user_id for m in old], actor.session_id
@@ -229,7 +230,7 @@ class MembershipStore:
                     new_owner,
                     int(Role.OWNER),
                 )
-            log = LogBatch(actor.now_ms, actor.request_id)
+            log = LogBatch(self._sql, actor.now_ms, actor.request_id)
             recipients = [actor.user_id, *(m.user_id for m in remaining)]
             left = log.reserve(UpdateKind.MEMBER_LEFT, chat_id, recipients, actor.session_id)
             await log.allocate(tx)

@@ -6,7 +6,7 @@ updates) is decided by ``chat_service.domain.send_plan``.
 A batch of sends runs in ONE transaction (a single send is a batch of one). The items may
 come from several senders: a gateway pod coalesces the sends of all its connections into
 one batch (group commit). Each step below is one statement for the whole batch
-(``batch_sql``: arrays on PostgreSQL), so the round trips are paid per batch, not per
+(``write_sql``: arrays on PostgreSQL), so the round trips are paid per batch, not per
 message or per chat:
 
 1. repeats: a repeat of a stored (sender, client_msg_id) with the same chat and body
@@ -39,10 +39,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from chat_service.adapters import batch_sql
-from chat_service.adapters.batch_sql import ChatLock
 from chat_service.adapters.rows import body_columns, body_from_row, in_transaction
 from chat_service.adapters.updatelog import LogBatch, Outboxed
+from chat_service.adapters.write_sql import ChatLock, WriteSql, write_sql_for
 from chat_service.domain.model import Message, Outgoing, SendResult, UpdateKind
 from chat_service.domain.send_plan import (
     ChatBatch,
@@ -67,6 +66,7 @@ class MessageStore:
         """``hand_over`` gets each committed batch's outbox row to publish at once (the
         relay's ``hand_over``); without it the relay finds the row by polling."""
         self._db, self._hand_over = db, hand_over
+        self._sql = write_sql_for(db.dialect)
 
     async def send(self, sends: Sequence[Outgoing], now_ms: int, request_id: str) -> list[Outcome]:
         """One outcome per send, in order; the whole batch commits together."""
@@ -75,7 +75,7 @@ class MessageStore:
         async def work(tx: Executor) -> list[Outcome]:
             retry = bool(attempts)  # a retry after a unique violation: look repeats up
             handed = self._hand_over is not None
-            attempts.append(_Send(tx, sends, now_ms, request_id, handed, retry))
+            attempts.append(_Send(self._sql, tx, sends, now_ms, request_id, handed, retry))
             return await attempts[-1].run()
 
         started = time.perf_counter()
@@ -92,6 +92,7 @@ class _Send:
 
     def __init__(
         self,
+        sql: WriteSql,
         tx: Executor,
         sends: Sequence[Outgoing],
         now_ms: int,
@@ -99,10 +100,10 @@ class _Send:
         hand_over: bool,
         look_up: bool,
     ) -> None:
-        self.tx, self.sends, self.now_ms = tx, sends, now_ms
+        self.sql, self.tx, self.sends, self.now_ms = sql, tx, sends, now_ms
         self.hand_over, self.look_up = hand_over, look_up
         self.outboxed: Outboxed | None = None
-        self.log = LogBatch(now_ms, request_id)
+        self.log = LogBatch(sql, now_ms, request_id)
         self.plan = SendPlan([], {}, {})  # run() plans the batch
         self.inserted = 0  # fresh messages this attempt wrote (repeats excluded)
 
@@ -129,7 +130,7 @@ class _Send:
                 None if r["deleted_at_ms"] is not None else body_from_row(r),
                 SendResult(int(r["id"]), int(r["seq"]), int(r["date_ms"]), int(r["sender_pts"])),
             )
-            for r in await batch_sql.stored_messages(self.tx, pairs)
+            for r in await self.sql.stored_messages(self.tx, pairs)
         }
 
     async def _lock(self, batches: Sequence[ChatBatch]) -> list[ChatBatch]:
@@ -143,7 +144,7 @@ class _Send:
             )
             for b in batches
         ]
-        rows = await batch_sql.lock_chats(self.tx, wants, self.now_ms)
+        rows = await self.sql.lock_chats(self.tx, wants, self.now_ms)
         locked = [b for b in batches if b.chat_id in rows]
         for batch in locked:
             row = rows[batch.chat_id]
@@ -153,18 +154,14 @@ class _Send:
     async def _load_members(self, locked: Sequence[ChatBatch]) -> None:
         """Every locked chat's members (read under the lock); drop non-members' items."""
         by_id = {b.chat_id: b for b in locked}
-        for chat_id, user_id, unread in await batch_sql.chat_members(self.tx, list(by_id)):
+        for chat_id, user_id, unread in await self.sql.chat_members(self.tx, list(by_id)):
             batch = by_id[chat_id]
             batch.members.append(user_id)
             batch.prior[user_id] = unread
         for batch in locked:
             dropped = batch.drop_non_members(self.sends)
             if dropped:  # their seqs go back: seqs stay gapless
-                await self.tx.execute(
-                    "UPDATE chats SET last_seq = last_seq - $2 WHERE id = $1",
-                    batch.chat_id,
-                    dropped,
-                )
+                await self.sql.give_back_seqs(self.tx, batch.chat_id, dropped)
 
     async def _write(self, chats: Mapping[int, ChatBatch], live: Sequence[ChatBatch]) -> None:
         """Unread counts, pts and message ids in one step; then the messages, their
@@ -175,7 +172,7 @@ class _Send:
             for b, i, _ in planned
         ]
         counts = {b.chat_id: len(b.indexes) for b in live}
-        prepared = await batch_sql.prepare_send(
+        prepared = await self.sql.prepare_send(
             self.tx, counts, sender_reads(live, self.sends), self.log.pts_counts(), len(planned)
         )
         for chat_id, user_id, unread in prepared.unread:
@@ -198,6 +195,6 @@ class _Send:
         updates, envelope = self.log.rows()
         outbox = (envelope.SerializeToString(), self.now_ms, self.hand_over)
         self.outboxed = Outboxed(
-            await batch_sql.write_send(self.tx, rows, updates, outbox), envelope
+            await self.sql.write_send(self.tx, rows, updates, outbox), envelope
         )
         self.inserted = len(rows)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from chat_service.adapters.rows import in_transaction
 from chat_service.adapters.updatelog import LogBatch
+from chat_service.adapters.write_sql import write_sql_for
 from chat_service.domain import rules, updates
 from chat_service.domain.errors import ChatNotFound
 from chat_service.domain.model import ReadRequest, ReadResult, UpdateKind
@@ -28,7 +29,7 @@ class ReadStore:
     """Moves read watermarks forward and logs ReadInbox / ReadOutbox."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._db, self._sql = db, write_sql_for(db.dialect)
 
     async def read(
         self, requests: Sequence[ReadRequest], now_ms: int, request_id: str
@@ -40,7 +41,7 @@ class ReadStore:
         )
 
         async def work(tx: Executor) -> list[ReadOutcome]:
-            batch = LogBatch(now_ms, request_id)
+            batch = LogBatch(self._sql, now_ms, request_id)
             outcomes: list[ReadOutcome] = [ChatNotFound()] * len(requests)
             fills = []
             for i in ordered:

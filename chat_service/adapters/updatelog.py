@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from minitg.chat.v1 import updates_pb2
 from minitg.delivery.v1 import delivery_pb2
 
-from chat_service.adapters.batch_sql import OUTBOX_INSERT, bump_pts, insert_updates
+from chat_service.adapters.write_sql import OUTBOX_INSERT, WriteSql
 from chat_service.domain.model import UpdateKind
 from svckit import tracing
 from svckit.ports import Executor
@@ -68,8 +68,8 @@ class Outboxed:
 class LogBatch:
     """The updates one transaction appends (see the module docstring)."""
 
-    def __init__(self, date_ms: int, request_id: str) -> None:
-        self.date_ms, self.request_id = date_ms, request_id
+    def __init__(self, sql: WriteSql, date_ms: int, request_id: str) -> None:
+        self._sql, self.date_ms, self.request_id = sql, date_ms, request_id
         self._pending: list[PendingUpdate] = []
 
     def reserve(
@@ -103,7 +103,7 @@ class LogBatch:
 
     async def allocate(self, tx: Executor) -> None:
         """Give every recipient of every reserved update its next pts, in reserve order."""
-        self.assign(await bump_pts(tx, self.pts_counts()))
+        self.assign(await self._sql.bump_pts(tx, self.pts_counts()))
 
     def rows(self) -> tuple[list[tuple[object, ...]], delivery_pb2.DeliveryBatch]:
         """The ``updates`` rows (user_id, pts, kind, chat_id, payload, date_ms) of the
@@ -139,7 +139,7 @@ class LogBatch:
         rows, envelope = self.rows()
         if not rows:
             return None
-        await insert_updates(tx, rows)
+        await self._sql.insert_updates(tx, rows)
         row_id = await tx.fetchval(
             OUTBOX_INSERT, envelope.SerializeToString(), self.date_ms, hand_over
         )
