@@ -9,28 +9,30 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from grpc import aio
-from minitg.auth.v1 import auth_service_pb2_grpc
+from minitg.auth.v1 import auth_internal_service_pb2_grpc, auth_service_pb2_grpc
 
 from auth_service.adapters.keys import load_signing_keys
 from auth_service.adapters.passwords import PasswordHasher
 from auth_service.adapters.store import AccountStore
-from auth_service.api.servicer import AuthServicer
+from auth_service.api.servicer import AuthInternalServicer, AuthServicer
 from auth_service.api.throttle import AuthThrottle
 from auth_service.revocation_keeper import RevocationKeeper
 from auth_service.service import AuthUseCases
 from svckit.authn import Authenticator
 from svckit.backends import EmbeddedBackends, open_bus, open_hot_state
 from svckit.config import Config
+from svckit.grpc_auth import CallGuard
 from svckit.ratelimit import RateLimiter
 from svckit.registry import ConnectionRegistry, registry_namespace
 from svckit.revocations import open_revocations
-from svckit.service_role import Backends, GrpcServiceRole, Register, ServiceSpec
+from svckit.service_role import Backends, GrpcServiceRole, Registration, ServiceSpec
 from svckit.session_end import SessionEndAnnouncer
 
 SERVICE_NAME = "minitg.auth.v1.AuthService"
+INTERNAL_SERVICE_NAME = "minitg.auth.v1.AuthInternalService"
 
 
-async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack) -> Register:
+async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack) -> Registration:
     """Wire keys, password hashing, storage and token verification into the servicer."""
     assert backends.database is not None
     keys = await asyncio.to_thread(
@@ -71,11 +73,13 @@ async def build_servicer(cfg: Config, backends: Backends, stack: AsyncExitStack)
     stack.push_async_callback(limiter.close)
     throttle = AuthThrottle(limiter, cfg.messaging.internal_token)
     servicer = AuthServicer(cases, authn, throttle)
+    internal = AuthInternalServicer(cases)
 
     def register(server: aio.Server) -> None:
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
+        auth_internal_service_pb2_grpc.add_AuthInternalServiceServicer_to_server(internal, server)
 
-    return register
+    return Registration(register, CallGuard(authn, cfg.messaging.internal_token))
 
 
 def _in_background(stack: AsyncExitStack, coro: Coroutine[Any, Any, None]) -> None:
@@ -113,6 +117,7 @@ async def _open_announcer(
 SPEC = ServiceSpec(
     role="auth",
     service_name=SERVICE_NAME,
+    internal_services=(INTERNAL_SERVICE_NAME,),
     uses=frozenset({"database", "hot_state"}),
     migrations_package="auth_service",
     build_servicer=build_servicer,

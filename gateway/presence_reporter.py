@@ -1,4 +1,4 @@
-"""Batches this pod's connection events into PresenceService.ReportConnections calls.
+"""Batches this pod's connection events into PresenceInternalService.ReportConnections calls.
 
 Presence is ephemeral: if the presence service is unreachable the batch is dropped after
 one retry and logged; the registry TTL and the next heartbeat repair the picture.
@@ -12,7 +12,7 @@ import logging
 import time
 
 import grpc
-from minitg.presence.v1 import presence_pb2, presence_service_pb2
+from minitg.presence.v1 import presence_internal_service_pb2, presence_pb2
 
 from gateway.clients import ServiceClients
 from gateway.ws_hub import Connection
@@ -67,12 +67,14 @@ class PresenceReporter:
         while self._events:
             chunk = self._events[:MAX_EVENTS_PER_CALL]
             del self._events[:MAX_EVENTS_PER_CALL]
-            request = presence_service_pb2.ReportConnectionsRequest(
+            request = presence_internal_service_pb2.ReportConnectionsRequest(
                 pod_id=self._pod_id, events=chunk
             )
             for attempt in range(2):
                 try:
-                    await self._clients.presence.ReportConnections(request, metadata=self._metadata)
+                    await self._clients.presence_internal.ReportConnections(
+                        request, metadata=self._metadata
+                    )
                     break
                 except grpc.aio.AioRpcError as exc:
                     if attempt == 1 or exc.code() == grpc.StatusCode.UNIMPLEMENTED:

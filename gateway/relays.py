@@ -20,8 +20,17 @@ import logging
 from typing import Any
 
 import grpc
-from minitg.chat.v1 import chat_service_pb2, updates_pb2
-from minitg.presence.v1 import presence_service_pb2
+from minitg.chat.v1 import (
+    chat_internal_service_pb2,
+    chat_internal_service_pb2_grpc,
+    chat_service_pb2,
+    updates_pb2,
+)
+from minitg.presence.v1 import (
+    presence_internal_service_pb2,
+    presence_internal_service_pb2_grpc,
+    presence_service_pb2,
+)
 
 from svckit.authn import Principal, service_metadata
 from svckit.coalesce import Coalescer
@@ -34,7 +43,9 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _Item = tuple[Principal, Any, str]
 
 
-def item_error(error: Any) -> DomainError:
+def item_error(
+    error: chat_internal_service_pb2.ItemError | presence_internal_service_pb2.RelayAckResult,
+) -> DomainError:
     """A batch's per-item error (chat's ItemError, presence's RelayAckResult) as the
     DomainError the single call would have raised."""
     failed = DomainError(error.message, reason=error.reason, metadata=dict(error.metadata))
@@ -42,7 +53,7 @@ def item_error(error: Any) -> DomainError:
     return failed
 
 
-def _as_sent(error: Any, index: int) -> DomainError:
+def _as_sent(error: chat_internal_service_pb2.ItemError, index: int) -> DomainError:
     """Batch item ``index``'s error as the client's own SendMessage frame would have failed:
     field paths relative to that frame (``body.text``), not to the internal batch
     (``items[3].send.body.text``), in metadata ``field`` and in the message."""
@@ -60,7 +71,12 @@ class SendRelay:
     """Coalesces this pod's sends into RelaySends calls (see the module docstring)."""
 
     def __init__(
-        self, chat: Any, internal_token: str, *, max_items: int, max_in_flight: int
+        self,
+        chat: chat_internal_service_pb2_grpc.ChatInternalServiceAsyncStub,
+        internal_token: str,
+        *,
+        max_items: int,
+        max_in_flight: int,
     ) -> None:
         self._chat, self._metadata = chat, service_metadata(internal_token)
         self._batches: Coalescer[_Item, chat_service_pb2.SendMessageResponse] = Coalescer(
@@ -78,9 +94,9 @@ class SendRelay:
     ) -> list[chat_service_pb2.SendMessageResponse | BaseException]:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("relaying %d sends: %s", len(items), " ".join(rid for _, _, rid in items))
-        request = chat_service_pb2.RelaySendsRequest(
+        request = chat_internal_service_pb2.RelaySendsRequest(
             items=[
-                chat_service_pb2.RelayedSend(
+                chat_internal_service_pb2.RelayedSend(
                     user_id=sender.user_id, session_id=sender.session_id, send=send
                 )
                 for sender, send, _ in items
@@ -100,7 +116,12 @@ class AckRelay:
     """Coalesces this pod's delivered-acks into RelayAcks calls (see the module docstring)."""
 
     def __init__(
-        self, presence: Any, internal_token: str, *, max_items: int, max_in_flight: int
+        self,
+        presence: presence_internal_service_pb2_grpc.PresenceInternalServiceAsyncStub,
+        internal_token: str,
+        *,
+        max_items: int,
+        max_in_flight: int,
     ) -> None:
         self._presence, self._metadata = presence, service_metadata(internal_token)
         self._batches: Coalescer[tuple[Principal, Any], None] = Coalescer(
@@ -118,9 +139,9 @@ class AckRelay:
         self._batches.post((device, request))
 
     async def _call(self, items: list[tuple[Principal, Any]]) -> list[BaseException | None]:
-        request = presence_service_pb2.RelayAcksRequest(
+        request = presence_internal_service_pb2.RelayAcksRequest(
             items=[
-                presence_service_pb2.RelayedAck(
+                presence_internal_service_pb2.RelayedAck(
                     user_id=device.user_id, session_id=device.session_id, ack=ack
                 )
                 for device, ack in items
@@ -138,7 +159,12 @@ class StateReader:
     connects costs a few calls to the chat service instead of one GetState each."""
 
     def __init__(
-        self, chat: Any, internal_token: str, *, max_items: int = 1000, max_in_flight: int = 2
+        self,
+        chat: chat_internal_service_pb2_grpc.ChatInternalServiceAsyncStub,
+        internal_token: str,
+        *,
+        max_items: int = 1000,
+        max_in_flight: int = 2,
     ) -> None:
         self._chat, self._metadata = chat, service_metadata(internal_token)
         self._batches: Coalescer[int, updates_pb2.State] = Coalescer(
@@ -150,7 +176,7 @@ class StateReader:
         return await self._batches.submit(user_id)
 
     async def _call(self, user_ids: list[int]) -> list[updates_pb2.State | BaseException]:
-        request = chat_service_pb2.GetStatesRequest(user_ids=user_ids)
+        request = chat_internal_service_pb2.GetStatesRequest(user_ids=user_ids)
         reply = await self._chat.GetStates(request, metadata=self._metadata)
         return list(reply.states)
 

@@ -67,17 +67,20 @@ class GatewayRole:
         hub.on_change = connection_changed
         authenticator = deps.authn.authenticator
         relay = SendRelay(
-            deps.clients.chat,
+            deps.clients.chat_internal,
             cfg.messaging.internal_token,
             max_items=cfg.messaging.send_batch_max,
             max_in_flight=cfg.messaging.send_batches_in_flight,
         )
         stack.push_async_callback(relay.close)
         acks = AckRelay(
-            deps.clients.presence, cfg.messaging.internal_token, max_items=1000, max_in_flight=1
+            deps.clients.presence_internal,
+            cfg.messaging.internal_token,
+            max_items=1000,
+            max_in_flight=1,
         )
         stack.push_async_callback(acks.close)
-        states = StateReader(deps.clients.chat, cfg.messaging.internal_token)
+        states = StateReader(deps.clients.chat_internal, cfg.messaging.internal_token)
         stack.push_async_callback(states.close)
         runtime = WsRuntime(
             hub,
@@ -137,7 +140,15 @@ class GatewayRole:
             clients=clients,
             hot_state=hot_state,
             bus=bus,
-            authn=GatewayAuth(remote_authenticator(clients.auth, cfg.auth, revocations)),
+            authn=GatewayAuth(
+                remote_authenticator(
+                    clients.auth,
+                    clients.auth_internal,
+                    cfg.auth,
+                    cfg.messaging.internal_token,
+                    revocations,
+                )
+            ),
             limiter=RateLimiter(hot_state, cfg.rates),
         )
         return self._deps

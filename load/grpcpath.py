@@ -39,13 +39,13 @@ import grpc
 import uvloop
 from grpc.aio import EOF  # type: ignore[attr-defined]
 from minitg.chat.v1 import chat_pb2
-from minitg.chat.v1.chat_service_pb2 import (
+from minitg.chat.v1.chat_internal_service_pb2 import (
     RelayedSend,
     RelaySendsRequest,
     RelaySendsResponse,
-    SendMessageRequest,
     SendMessageResult,
 )
+from minitg.chat.v1.chat_service_pb2 import SendMessageRequest
 
 from svckit.coalesce import Coalescer
 

@@ -2,28 +2,35 @@
 
 The JWKS comes from ``AuthService.GetJwks``; revocation from the shared revoked-session
 list (``svckit.revocations``) or, when that list is unreachable or not known to be
-complete, from ``AuthService.CheckSession``, called with the caller's own token (the auth
-service never answers an unauthenticated caller). Both answers are cached by
-``Authenticator``.
+complete, from ``AuthInternalService.CheckSession``, called with the internal service
+credential. Both answers are cached by ``Authenticator``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from minitg.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+from minitg.auth.v1 import (
+    auth_internal_service_pb2,
+    auth_internal_service_pb2_grpc,
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+)
 
-from svckit.authn import AUTHORIZATION, Authenticator
+from svckit.authn import Authenticator, service_metadata
 from svckit.config import AuthConfig
 from svckit.revocations import RevocationList
 
 
 def remote_authenticator(
     stub: auth_service_pb2_grpc.AuthServiceAsyncStub,
+    internal: auth_internal_service_pb2_grpc.AuthInternalServiceAsyncStub,
     cfg: AuthConfig,
+    internal_token: str,
     revocations: RevocationList | None = None,
 ) -> Authenticator:
     """An Authenticator that asks the auth service for keys and revocations."""
+    service_md = service_metadata(internal_token)
 
     async def jwks() -> Sequence[Mapping[str, str]]:
         reply = await stub.GetJwks(auth_service_pb2.GetJwksRequest())
@@ -40,7 +47,7 @@ def remote_authenticator(
             for k in reply.keys
         ]
 
-    async def revoked(session_id: str, token: str) -> bool:
+    async def revoked(session_id: str, _token: str) -> bool:
         if revocations is not None:
             try:
                 listed = await revocations.contains(session_id)
@@ -48,9 +55,9 @@ def remote_authenticator(
                 listed = None
             if listed is not None:  # None: the store forgot the list, not rebuilt yet
                 return listed
-        reply = await stub.CheckSession(
-            auth_service_pb2.CheckSessionRequest(session_id=session_id),
-            metadata=((AUTHORIZATION, f"Bearer {token}"),),
+        reply = await internal.CheckSession(
+            auth_internal_service_pb2.CheckSessionRequest(session_id=session_id),
+            metadata=service_md,
         )
         return bool(reply.revoked)
 

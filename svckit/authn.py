@@ -14,8 +14,8 @@ import asyncio
 import hmac
 import time
 from collections import OrderedDict
-from contextvars import ContextVar
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from svckit import metrics
 from svckit.config import HostPort
+from svckit.grpc_auth import CallGuard
 from svckit.grpc_interceptors import ClientInterceptor, ServerInterceptor
 from svckit.lifecycle import Checks
 
@@ -78,9 +79,15 @@ class GrpcServer:
         checks: Checks,
         health_interval: float,
         advisory: frozenset[str] = frozenset(),
+        guard: CallGuard | None = None,
+        internal_services: Sequence[str] = (),
     ) -> None:
         self.role = role
         self.service_name = service_name
+        # The service's internal RPCs (minitg.*.v1.*InternalService), served beside it with
+        # the same health; ``guard`` enforces every method's declared auth mode.
+        self._services = (service_name, *internal_services)
+        self._guard = guard
         self._listen = listen
         self._register = register
         self._checks = checks
@@ -97,11 +104,11 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Bind, start serving and return the bound port."""
-        server = aio.server(interceptors=[ServerInterceptor()], options=SERVER_OPTIONS)
+        server = aio.server(interceptors=[ServerInterceptor(self._guard)], options=SERVER_OPTIONS)
         self._register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            (self.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (*self._services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         try:
             self.port = bind(server, self._listen)
@@ -156,7 +163,7 @@ class GrpcServer:
         status = SERVING if all(gating) else NOT_SERVING
         if self._draining:
             return
-        for name in ("", self.service_name):
+        for name in ("", *self._services):
             await self._health.set(name, status)
 
 

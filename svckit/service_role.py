@@ -19,6 +19,7 @@ from grpc import aio
 
 from svckit.backends import EmbeddedBackends, open_bus, open_database, open_hot_state
 from svckit.config import Config, HostPort
+from svckit.grpc_auth import CallGuard
 from svckit.grpc_server import GrpcServer
 from svckit.lifecycle import Check
 from svckit.migrations import Migrator
@@ -51,7 +52,18 @@ class Backends:
 
 
 Register = Callable[[aio.Server], None]
-BuildServicer = Callable[[Config, Backends, AsyncExitStack], Awaitable[Register]]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a composition root hands the server: how to add its servicers, and the guard
+    that enforces each RPC's declared auth mode (svckit.grpc_auth)."""
+
+    register: Register
+    guard: CallGuard
+
+
+BuildServicer = Callable[[Config, Backends, AsyncExitStack], Awaitable[Registration]]
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,8 @@ class ServiceSpec:
 
     role: str
     service_name: str  # full proto name, e.g. "minitg.auth.v1.AuthService"
+    # Full names of the internal services served beside it (health, reflection).
+    internal_services: tuple[str, ...]
     uses: frozenset[str]  # subset of {"database", "hot_state", "bus"}
     migrations_package: str | None
     build_servicer: BuildServicer
@@ -92,12 +106,14 @@ class GrpcServiceRole:
             backends.extra_checks["schema"] = migrator.is_current
             if self._cfg.auto_migrate:
                 await self._migrate_now_or_later(migrator)
-        register = await self._spec.build_servicer(self._cfg, backends, self._stack)
+        registration = await self._spec.build_servicer(self._cfg, backends, self._stack)
         self._server = GrpcServer(
             role=self.name,
             service_name=self._spec.service_name,
+            internal_services=self._spec.internal_services,
+            guard=registration.guard,
             listen=self._listen,
-            register=register,
+            register=registration.register,
             checks=backends.checks(),
             health_interval=self._cfg.health_interval_seconds,
             advisory=self._spec.advisory_checks,

@@ -1,20 +1,29 @@
 """The AuthService servicer: translates proto <-> use cases and authenticates callers.
 
-Register, Login, Refresh and GetJwks are public (they are how a caller gets credentials);
-every other RPC requires a valid access token whose session is live. Register, Login,
-Refresh and LookupUser are rate limited here (``throttle``), whoever the caller is.
+Who may call what is declared per RPC in the proto and enforced by the server interceptor
+(svckit.grpc_auth): Register, Login, Refresh and GetJwks are public; every other AuthService
+RPC runs with the caller bound (``current_principal``); CheckSession is for minitg services
+only (AuthInternalService). Register, Login, Refresh and LookupUser are rate limited here
+(``throttle``), whoever the caller is.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from minitg.auth.v1 import auth_pb2, auth_service_pb2, auth_service_pb2_grpc
+from grpc import aio
+from minitg.auth.v1 import (
+    auth_internal_service_pb2,
+    auth_internal_service_pb2_grpc,
+    auth_pb2,
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+)
 
 from auth_service.adapters.store import SessionRecord, UserRecord
 from auth_service.api.throttle import AuthThrottle
 from auth_service.service import AuthUseCases, SignedIn, Tokens
-from svckit.authn import Authenticator, Principal, bearer_from_metadata
+from svckit.authn import Authenticator, current_principal
 from svckit.errors import InvalidField
 from svckit.paging import clamp_page_size, decode_page_token, encode_page_token
 
@@ -64,38 +73,61 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
     def __init__(self, cases: AuthUseCases, authn: Authenticator, throttle: AuthThrottle) -> None:
         self._cases, self._authn, self._throttle = cases, authn, throttle
 
-    async def _caller(self, context: Any) -> Principal:
-        return await self._authn.from_metadata(context.invocation_metadata())
-
-    async def Register(self, request: Any, context: Any) -> auth_service_pb2.RegisterResponse:
+    async def Register(
+        self,
+        request: auth_service_pb2.RegisterRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.RegisterRequest, auth_service_pb2.RegisterResponse
+        ],
+    ) -> auth_service_pb2.RegisterResponse:
         await self._throttle.register(self._throttle.client_ip(context))
         result = await self._cases.register(
             request.email, request.password, request.display_name, request.device_name
         )
         return auth_service_pb2.RegisterResponse(**_signed_in(result))
 
-    async def Login(self, request: Any, context: Any) -> auth_service_pb2.LoginResponse:
+    async def Login(
+        self,
+        request: auth_service_pb2.LoginRequest,
+        context: aio.ServicerContext[auth_service_pb2.LoginRequest, auth_service_pb2.LoginResponse],
+    ) -> auth_service_pb2.LoginResponse:
         await self._throttle.login(self._throttle.client_ip(context), request.email)
         result = await self._cases.login(request.email, request.password, request.device_name)
         return auth_service_pb2.LoginResponse(**_signed_in(result))
 
-    async def Refresh(self, request: Any, context: Any) -> auth_service_pb2.RefreshResponse:
+    async def Refresh(
+        self,
+        request: auth_service_pb2.RefreshRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.RefreshRequest, auth_service_pb2.RefreshResponse
+        ],
+    ) -> auth_service_pb2.RefreshResponse:
         if not request.refresh_token:
             raise InvalidField("refresh_token", "refresh_token is required")
         await self._throttle.refresh(self._throttle.client_ip(context))
         session_id, tokens = await self._cases.refresh(request.refresh_token)
         return auth_service_pb2.RefreshResponse(tokens=_tokens(tokens), session_id=session_id)
 
-    async def Logout(self, request: Any, context: Any) -> auth_service_pb2.LogoutResponse:
-        caller = await self._caller(context)
+    async def Logout(
+        self,
+        request: auth_service_pb2.LogoutRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.LogoutRequest, auth_service_pb2.LogoutResponse
+        ],
+    ) -> auth_service_pb2.LogoutResponse:
+        caller = current_principal()
         await self._cases.revoke(caller.user_id, caller.session_id, "logout")
         self._authn.forget_session(caller.session_id)
         return auth_service_pb2.LogoutResponse()
 
     async def ListSessions(
-        self, request: Any, context: Any
+        self,
+        request: auth_service_pb2.ListSessionsRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.ListSessionsRequest, auth_service_pb2.ListSessionsResponse
+        ],
     ) -> auth_service_pb2.ListSessionsResponse:
-        caller = await self._caller(context)
+        caller = current_principal()
         size = clamp_page_size(request.page_size, default=50, maximum=100)
         after = str(decode_page_token(request.page_token).get("after", ""))
         rows = await self._cases.sessions(caller.user_id, after, size + 1)
@@ -106,22 +138,36 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         )
 
     async def RevokeSession(
-        self, request: Any, context: Any
+        self,
+        request: auth_service_pb2.RevokeSessionRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.RevokeSessionRequest, auth_service_pb2.RevokeSessionResponse
+        ],
     ) -> auth_service_pb2.RevokeSessionResponse:
-        caller = await self._caller(context)
+        caller = current_principal()
         await self._cases.revoke(caller.user_id, request.session_id, "revoked_by_user")
         self._authn.forget_session(request.session_id)
         return auth_service_pb2.RevokeSessionResponse()
 
-    async def GetUser(self, request: Any, context: Any) -> auth_service_pb2.GetUserResponse:
-        caller = await self._caller(context)
+    async def GetUser(
+        self,
+        request: auth_service_pb2.GetUserRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.GetUserRequest, auth_service_pb2.GetUserResponse
+        ],
+    ) -> auth_service_pb2.GetUserResponse:
+        caller = current_principal()
         user = await self._cases.user(request.user_id)
         return auth_service_pb2.GetUserResponse(user=_user(user, private=user.id == caller.user_id))
 
     async def BatchGetUsers(
-        self, request: Any, context: Any
+        self,
+        request: auth_service_pb2.BatchGetUsersRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.BatchGetUsersRequest, auth_service_pb2.BatchGetUsersResponse
+        ],
     ) -> auth_service_pb2.BatchGetUsersResponse:
-        caller = await self._caller(context)
+        caller = current_principal()
         ids = list(dict.fromkeys(request.user_ids))
         if len(ids) > MAX_BATCH_USERS:
             raise InvalidField("user_ids", f"at most {MAX_BATCH_USERS} user ids per call")
@@ -130,24 +176,47 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
             users=[_user(u, private=u.id == caller.user_id) for u in users]
         )
 
-    async def LookupUser(self, request: Any, context: Any) -> auth_service_pb2.LookupUserResponse:
-        caller = await self._caller(context)
+    async def LookupUser(
+        self,
+        request: auth_service_pb2.LookupUserRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.LookupUserRequest, auth_service_pb2.LookupUserResponse
+        ],
+    ) -> auth_service_pb2.LookupUserResponse:
+        caller = current_principal()
         await self._throttle.lookup(caller.user_id)
         user = await self._cases.lookup(request.email)
         return auth_service_pb2.LookupUserResponse(
             user=_user(user, private=user.id == caller.user_id)
         )
 
-    async def GetJwks(self, request: Any, context: Any) -> auth_service_pb2.GetJwksResponse:
+    async def GetJwks(
+        self,
+        request: auth_service_pb2.GetJwksRequest,
+        context: aio.ServicerContext[
+            auth_service_pb2.GetJwksRequest, auth_service_pb2.GetJwksResponse
+        ],
+    ) -> auth_service_pb2.GetJwksResponse:
         keys = [auth_pb2.JsonWebKey(**jwk) for jwk in self._cases.jwks()]
         return auth_service_pb2.GetJwksResponse(keys=keys)
 
+
+class AuthInternalServicer(auth_internal_service_pb2_grpc.AuthInternalServiceServicer):
+    """minitg.auth.v1.AuthInternalService (internal service credential only)."""
+
+    def __init__(self, cases: AuthUseCases) -> None:
+        self._cases = cases
+
     async def CheckSession(
-        self, request: Any, context: Any
-    ) -> auth_service_pb2.CheckSessionResponse:
-        await self._authn.verify_only(bearer_from_metadata(context.invocation_metadata()))
+        self,
+        request: auth_internal_service_pb2.CheckSessionRequest,
+        context: aio.ServicerContext[
+            auth_internal_service_pb2.CheckSessionRequest,
+            auth_internal_service_pb2.CheckSessionResponse,
+        ],
+    ) -> auth_internal_service_pb2.CheckSessionResponse:
         revoked_at = await self._cases.session_revoked_at(request.session_id)
-        return auth_service_pb2.CheckSessionResponse(
+        return auth_internal_service_pb2.CheckSessionResponse(
             revoked=revoked_at is not None,
             revoked_at_ms=revoked_at or 0,
             cache_ttl_ms=5000,

@@ -1,34 +1,31 @@
-"""The ChatService servicer: authenticates the caller, translates proto <-> domain.
+"""The ChatService servicer: translates proto <-> domain for the authenticated caller.
 
-Each method reads like a paragraph: who is calling, what they asked for in domain terms,
-which use case answers, and the reply. Decisions live in ``chat_service.service`` and
+Each method reads like a paragraph: who is calling (the Principal the auth interceptor
+bound, ``current_principal``), what they asked for in domain terms, which use case
+answers, and the reply. Decisions live in ``chat_service.service`` and
 ``chat_service.domain``; errors are domain errors the shared interceptor maps.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-import grpc
+from grpc import aio
 from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc, updates_pb2
 
 from chat_service.adapters.log_reader import CHUNK
-from chat_service.api.internal import InternalRpcs
 from chat_service.domain import rules
-from chat_service.domain.model import Outgoing, SendItem, SendResult
+from chat_service.domain.model import SendItem, SendResult
 from chat_service.service import ChatUseCases
 from chat_service.wire import body_from_proto, chat_to_proto, message_to_proto
-from svckit.authn import Authenticator, Principal, require_service_caller
-from svckit.errors import DomainError, InvalidField, Unavailable
+from svckit.authn import Principal, current_principal
+from svckit.errors import DomainError, InvalidField
 from svckit.paging import clamp_page_size, decode_page_token, encode_page_token
 
-MAX_BATCH_SENDS = 100
-MAX_RELAYED_SENDS = 500
 DEFAULT_DIFFERENCE_LIMIT, MAX_DIFFERENCE_LIMIT = 1000, 10_000
 
 
-def _send_response(result: SendResult) -> chat_service_pb2.SendMessageResponse:
+def send_response(result: SendResult) -> chat_service_pb2.SendMessageResponse:
     return chat_service_pb2.SendMessageResponse(
         message_id=result.message_id,
         seq=result.seq,
@@ -38,13 +35,21 @@ def _send_response(result: SendResult) -> chat_service_pb2.SendMessageResponse:
     )
 
 
-def _item_error(error: DomainError) -> chat_service_pb2.ItemError:
-    return chat_service_pb2.ItemError(
-        code=error.code.value[0],
-        reason=error.reason,
-        message=error.message,
-        metadata=error.metadata,
+def send_item(
+    request: chat_service_pb2.SendMessageRequest, prefix: str, max_text_chars: int
+) -> SendItem:
+    """A send request as a validated SendItem; field paths in errors start with ``prefix``."""
+    client_msg_id = rules.validate_idempotency_id(
+        request.client_msg_id, f"{prefix}client_msg_id", required=True
     )
+    body = rules.validate_body(
+        body_from_proto(request.body) if request.HasField("body") else None,
+        f"{prefix}body",
+        max_text_chars=max_text_chars,
+    )
+    if request.chat_id < 1:
+        raise InvalidField(f"{prefix}chat_id", "chat_id must be at least 1")
+    return SendItem(request.chat_id, client_msg_id, body)
 
 
 def _list_cursor(token: str) -> tuple[int, int] | None:
@@ -57,7 +62,7 @@ def _list_cursor(token: str) -> tuple[int, int] | None:
     return activity, chat_id
 
 
-def _history_anchor(request: Any) -> tuple[str, int] | None:
+def _history_anchor(request: chat_service_pb2.GetHistoryRequest) -> tuple[str, int] | None:
     """The page's starting point: from the token when set, else from the anchor oneof."""
     if request.page_token:
         cursor = decode_page_token(request.page_token)
@@ -75,33 +80,20 @@ def _history_anchor(request: Any) -> tuple[str, int] | None:
     return which.removesuffix("_seq"), seq
 
 
-class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
-    """minitg.chat.v1.ChatService."""
+class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
+    """minitg.chat.v1.ChatService (every RPC AUTH_MODE_USER)."""
 
-    def __init__(self, cases: ChatUseCases, authn: Authenticator, internal_token: str) -> None:
-        self._cases, self._authn, self._internal_token = cases, authn, internal_token
+    def __init__(self, cases: ChatUseCases) -> None:
+        self._cases = cases
 
-    async def _caller(self, context: Any) -> Principal:
-        try:
-            return await self._authn.from_metadata(context.invocation_metadata())
-        except grpc.aio.AioRpcError as exc:
-            raise Unavailable("the auth service did not answer") from exc
-
-    def _item(self, request: Any, prefix: str) -> SendItem:
-        client_msg_id = rules.validate_idempotency_id(
-            request.client_msg_id, f"{prefix}client_msg_id", required=True
-        )
-        body = rules.validate_body(
-            body_from_proto(request.body) if request.HasField("body") else None,
-            f"{prefix}body",
-            max_text_chars=self._cases.limits.max_text_chars,
-        )
-        if request.chat_id < 1:
-            raise InvalidField(f"{prefix}chat_id", "chat_id must be at least 1")
-        return SendItem(request.chat_id, client_msg_id, body)
-
-    async def CreateChat(self, request: Any, context: Any) -> chat_service_pb2.CreateChatResponse:
-        caller = await self._caller(context)
+    async def CreateChat(
+        self,
+        request: chat_service_pb2.CreateChatRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.CreateChatRequest, chat_service_pb2.CreateChatResponse
+        ],
+    ) -> chat_service_pb2.CreateChatResponse:
+        caller = current_principal()
         if request.kind == chat_pb2.CHAT_KIND_DIRECT:
             if request.title:
                 raise InvalidField("title", "a direct chat has no title")
@@ -123,13 +115,25 @@ class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
             pts_count=1 if outcome.pts else 0,
         )
 
-    async def GetChat(self, request: Any, context: Any) -> chat_service_pb2.GetChatResponse:
-        caller = await self._caller(context)
+    async def GetChat(
+        self,
+        request: chat_service_pb2.GetChatRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.GetChatRequest, chat_service_pb2.GetChatResponse
+        ],
+    ) -> chat_service_pb2.GetChatResponse:
+        caller = current_principal()
         view = await self._cases.get_chat(caller, request.chat_id)
         return chat_service_pb2.GetChatResponse(chat=chat_to_proto(view, for_user=caller.user_id))
 
-    async def ListChats(self, request: Any, context: Any) -> chat_service_pb2.ListChatsResponse:
-        caller = await self._caller(context)
+    async def ListChats(
+        self,
+        request: chat_service_pb2.ListChatsRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.ListChatsRequest, chat_service_pb2.ListChatsResponse
+        ],
+    ) -> chat_service_pb2.ListChatsResponse:
+        caller = current_principal()
         size = clamp_page_size(request.page_size, default=50, maximum=100)
         after = _list_cursor(request.page_token)
         page = await self._cases.list_chats(caller, after, size + 1)
@@ -143,9 +147,13 @@ class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
         )
 
     async def InviteMembers(
-        self, request: Any, context: Any
+        self,
+        request: chat_service_pb2.InviteMembersRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.InviteMembersRequest, chat_service_pb2.InviteMembersResponse
+        ],
     ) -> chat_service_pb2.InviteMembersResponse:
-        caller = await self._caller(context)
+        caller = current_principal()
         invited = await self._cases.invite(caller, request.chat_id, list(request.user_ids))
         return chat_service_pb2.InviteMembersResponse(
             added_user_ids=invited.added_user_ids,
@@ -154,71 +162,52 @@ class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
             pts_count=invited.pts_count,
         )
 
-    async def LeaveChat(self, request: Any, context: Any) -> chat_service_pb2.LeaveChatResponse:
-        caller = await self._caller(context)
+    async def LeaveChat(
+        self,
+        request: chat_service_pb2.LeaveChatRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.LeaveChatRequest, chat_service_pb2.LeaveChatResponse
+        ],
+    ) -> chat_service_pb2.LeaveChatResponse:
+        caller = current_principal()
         pts = await self._cases.leave(caller, request.chat_id)
         return chat_service_pb2.LeaveChatResponse(pts=pts, pts_count=1)
 
-    async def SendMessage(self, request: Any, context: Any) -> chat_service_pb2.SendMessageResponse:
-        caller = await self._caller(context)
-        [outcome] = await self._cases.send(caller, [self._item(request, "")])
+    async def SendMessage(
+        self,
+        request: chat_service_pb2.SendMessageRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.SendMessageRequest, chat_service_pb2.SendMessageResponse
+        ],
+    ) -> chat_service_pb2.SendMessageResponse:
+        caller = current_principal()
+        item = send_item(request, "", self._cases.limits.max_text_chars)
+        [outcome] = await self._cases.send(caller, [item])
         if isinstance(outcome, DomainError):
             raise outcome
-        return _send_response(outcome)
+        return send_response(outcome)
 
-    async def SendMessages(
-        self, request: Any, context: Any
-    ) -> chat_service_pb2.SendMessagesResponse:
-        caller = await self._caller(context)
-        if not 1 <= len(request.items) <= MAX_BATCH_SENDS:
-            raise InvalidField("items", f"items must hold 1 to {MAX_BATCH_SENDS} sends")
-        results = await self._send_batch(
-            [(caller.user_id, caller.session_id, item) for item in request.items], "items"
-        )
-        return chat_service_pb2.SendMessagesResponse(results=results)
-
-    async def RelaySends(self, request: Any, context: Any) -> chat_service_pb2.RelaySendsResponse:
-        require_service_caller(context.invocation_metadata(), self._internal_token)
-        if not 1 <= len(request.items) <= MAX_RELAYED_SENDS:
-            raise InvalidField("items", f"items must hold 1 to {MAX_RELAYED_SENDS} sends")
-        results = await self._send_batch(
-            [(r.user_id, r.session_id, r.send) for r in request.items], "items", relayed=True
-        )
-        return chat_service_pb2.RelaySendsResponse(results=results)
-
-    async def _send_batch(
-        self, items: list[tuple[int, str, Any]], field: str, *, relayed: bool = False
-    ) -> list[chat_service_pb2.SendMessageResult]:
-        """Validate each item (failures are per item), send the valid ones together."""
-        results: list[chat_service_pb2.SendMessageResult] = []
-        valid: list[tuple[int, Outgoing]] = []
-        for index, (user_id, session_id, send) in enumerate(items):
-            prefix = f"{field}[{index}]." + ("send." if relayed else "")
-            try:
-                if user_id < 1 or not session_id:
-                    raise InvalidField(f"{field}[{index}]", "a sender needs user_id and session_id")
-                valid.append((index, Outgoing(user_id, session_id, self._item(send, prefix))))
-            except DomainError as error:
-                results.append(chat_service_pb2.SendMessageResult(error=_item_error(error)))
-                continue
-            results.append(chat_service_pb2.SendMessageResult())
-        outcomes = await self._cases.relay([send for _, send in valid]) if valid else []
-        for (index, _), outcome in zip(valid, outcomes, strict=True):
-            if isinstance(outcome, DomainError):
-                results[index].error.CopyFrom(_item_error(outcome))
-            else:
-                results[index].response.CopyFrom(_send_response(outcome))
-        return results
-
-    async def ReadHistory(self, request: Any, context: Any) -> chat_service_pb2.ReadHistoryResponse:
-        caller = await self._caller(context)
+    async def ReadHistory(
+        self,
+        request: chat_service_pb2.ReadHistoryRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.ReadHistoryRequest, chat_service_pb2.ReadHistoryResponse
+        ],
+    ) -> chat_service_pb2.ReadHistoryResponse:
+        caller = current_principal()
         result = await self._cases.read(caller, request.chat_id, request.max_seq)
         return chat_service_pb2.ReadHistoryResponse(
             pts=result.pts, pts_count=result.pts_count, unread_count=result.unread_count
         )
 
-    async def GetState(self, request: Any, context: Any) -> chat_service_pb2.GetStateResponse:
-        caller = await self._caller(context)
+    async def GetState(
+        self,
+        request: chat_service_pb2.GetStateRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.GetStateRequest, chat_service_pb2.GetStateResponse
+        ],
+    ) -> chat_service_pb2.GetStateResponse:
+        caller = current_principal()
         return chat_service_pb2.GetStateResponse(state=await self._state(caller))
 
     async def _state(self, caller: Principal) -> updates_pb2.State:
@@ -228,9 +217,13 @@ class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
         )
 
     async def GetDifference(
-        self, request: Any, context: Any
+        self,
+        request: chat_service_pb2.GetDifferenceRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.GetDifferenceRequest, chat_service_pb2.GetDifferenceResponse
+        ],
     ) -> AsyncIterator[chat_service_pb2.GetDifferenceResponse]:
-        caller = await self._caller(context)
+        caller = current_principal()
         if request.pts < 0:
             raise InvalidField("pts", "pts must not be negative")
         limit = clamp_page_size(
@@ -259,8 +252,14 @@ class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
             return
         yield done(status=chat_service_pb2.DIFFERENCE_STATUS_COMPLETE, state=state)
 
-    async def GetHistory(self, request: Any, context: Any) -> chat_service_pb2.GetHistoryResponse:
-        caller = await self._caller(context)
+    async def GetHistory(
+        self,
+        request: chat_service_pb2.GetHistoryRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.GetHistoryRequest, chat_service_pb2.GetHistoryResponse
+        ],
+    ) -> chat_service_pb2.GetHistoryResponse:
+        caller = current_principal()
         size = clamp_page_size(request.page_size, default=50, maximum=100)
         anchor = _history_anchor(request)
         page, more_older, more_newer = await self._cases.history(
@@ -273,8 +272,14 @@ class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
             prev_page_token=encode_page_token({"c": cid, "b": page[0].seq}) if more_older else "",
         )
 
-    async def EditMessage(self, request: Any, context: Any) -> chat_service_pb2.EditMessageResponse:
-        caller = await self._caller(context)
+    async def EditMessage(
+        self,
+        request: chat_service_pb2.EditMessageRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.EditMessageRequest, chat_service_pb2.EditMessageResponse
+        ],
+    ) -> chat_service_pb2.EditMessageResponse:
+        caller = current_principal()
         body = rules.validate_body(
             body_from_proto(request.body) if request.HasField("body") else None,
             "body",
@@ -288,9 +293,13 @@ class ChatServicer(InternalRpcs, chat_service_pb2_grpc.ChatServiceServicer):
         )
 
     async def DeleteMessages(
-        self, request: Any, context: Any
+        self,
+        request: chat_service_pb2.DeleteMessagesRequest,
+        context: aio.ServicerContext[
+            chat_service_pb2.DeleteMessagesRequest, chat_service_pb2.DeleteMessagesResponse
+        ],
     ) -> chat_service_pb2.DeleteMessagesResponse:
-        caller = await self._caller(context)
+        caller = current_principal()
         deleted = await self._cases.delete(
             caller, request.chat_id, list(request.message_ids), request.for_everyone
         )

@@ -1,9 +1,10 @@
 """Who shares chats with whom: the chat service, seen through a small port.
 
 Presence owns no membership data (each service owns its tables); it asks the chat service
-over gRPC with the internal service credential: ``BatchListPeers`` for the peers of every
-user whose presence changed at once, ``GetChatMembers`` for a chat's kind and members, and
-``BatchGetChatMembers`` for the chats of a whole batch of acks in one call. A caller who
+over gRPC (ChatInternalService) with the internal service credential: ``BatchListPeers``
+for the peers of every user whose presence changed at once, ``GetChatMembers`` for a
+chat's kind and members, and ``BatchGetChatMembers`` for the chats of a whole batch of
+acks in one call. A caller who
 is not among the members gets CHAT_NOT_FOUND, exactly what the chat service would answer
 them; so acks relayed by a gateway (which carry no user token) are checked the same way as
 a user's own calls.
@@ -24,7 +25,7 @@ from typing import Protocol
 
 import grpc
 from grpc import aio
-from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
+from minitg.chat.v1 import chat_internal_service_pb2, chat_internal_service_pb2_grpc, chat_pb2
 
 from svckit.authn import Principal, service_metadata
 from svckit.errors import DomainError, details_from_rpc_error
@@ -88,7 +89,7 @@ class GrpcChatDirectory:
         capacity: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stub = chat_service_pb2_grpc.ChatServiceStub(channel)
+        self._stub = chat_internal_service_pb2_grpc.ChatInternalServiceStub(channel)
         self._service_md = service_metadata(internal_token)
         self._cache_seconds, self._capacity, self._clock = cache_seconds, capacity, clock
         self._cache: OrderedDict[int, tuple[ChatInfo, float]] = OrderedDict()
@@ -97,7 +98,7 @@ class GrpcChatDirectory:
         ids = sorted(set(user_ids))
         found: dict[int, list[int]] = {u: [] for u in ids}
         for start in range(0, len(ids), BATCH_LOOKUP):
-            request = chat_service_pb2.BatchListPeersRequest(
+            request = chat_internal_service_pb2.BatchListPeersRequest(
                 user_ids=ids[start : start + BATCH_LOOKUP]
             )
             try:
@@ -130,7 +131,8 @@ class GrpcChatDirectory:
             return info
         try:
             reply = await self._stub.GetChatMembers(
-                chat_service_pb2.GetChatMembersRequest(chat_id=chat_id), metadata=self._service_md
+                chat_internal_service_pb2.GetChatMembersRequest(chat_id=chat_id),
+                metadata=self._service_md,
             )
         except aio.AioRpcError as exc:
             self._cache.pop(chat_id, None)
@@ -153,7 +155,7 @@ class GrpcChatDirectory:
             chunk = missing[start : start + BATCH_LOOKUP]
             try:
                 reply = await self._stub.BatchGetChatMembers(
-                    chat_service_pb2.BatchGetChatMembersRequest(chat_ids=chunk),
+                    chat_internal_service_pb2.BatchGetChatMembersRequest(chat_ids=chunk),
                     metadata=self._service_md,
                 )
             except aio.AioRpcError as exc:

@@ -1,23 +1,34 @@
-"""The PresenceService servicer: validates and translates proto <-> use cases, authorizes.
+"""The PresenceService and PresenceInternalService servicers: validate and translate
+proto <-> use cases.
 
-ReportConnections and RelayAcks take only the internal service credential (gateway pods);
-the other RPCs take a user's access token, verified here against the auth service's keys.
+Credentials are checked before a method runs, by the server interceptor, against the auth
+mode each RPC declares: PresenceService RPCs run with the user's Principal bound
+(``current_principal``); PresenceInternalService (ReportConnections, RelayAcks) takes only
+the internal service credential of gateway pods.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from typing import Any
 
-from minitg.presence.v1 import presence_pb2, presence_service_pb2, presence_service_pb2_grpc
+from grpc import aio
+from minitg.presence.v1 import (
+    presence_internal_service_pb2,
+    presence_internal_service_pb2_grpc,
+    presence_pb2,
+    presence_service_pb2,
+    presence_service_pb2_grpc,
+)
 
 from presence_service.domain.presence import ConnectionEvent, EventKind
 from presence_service.usecases.acks import AckBatcher
 from presence_service.usecases.tracker import PresenceTracker
 from presence_service.usecases.typing_relay import TypingRelay
-from svckit.authn import Authenticator, Principal, require_service_caller
+from svckit.authn import Principal, current_principal
 from svckit.errors import DomainError, InvalidField, PermissionDenied
+
+pb = presence_internal_service_pb2
 
 MAX_EVENTS = 10_000
 MAX_POD_ID = 253
@@ -34,7 +45,9 @@ _KINDS = {
 _ACTIONS = {presence_pb2.TYPING_ACTION_TYPING: True, presence_pb2.TYPING_ACTION_CANCEL: False}
 
 
-def connection_events(request: Any) -> list[ConnectionEvent]:
+def connection_events(
+    request: presence_internal_service_pb2.ReportConnectionsRequest,
+) -> list[ConnectionEvent]:
     """The request's events as domain events; unknown kinds are skipped, as documented."""
     pod_id = request.pod_id
     if not pod_id or len(pod_id) > MAX_POD_ID or not pod_id.isprintable() or " " in pod_id:
@@ -53,7 +66,7 @@ def connection_events(request: Any) -> list[ConnectionEvent]:
     return events
 
 
-def ack_chats(request: Any) -> list[tuple[int, int]]:
+def ack_chats(request: presence_service_pb2.AckUpdatesRequest) -> list[tuple[int, int]]:
     if request.max_pts < 0:
         raise InvalidField("max_pts", "max_pts must be 0 or more")
     if len(request.chats) > MAX_ACK_CHATS:
@@ -67,33 +80,19 @@ def ack_chats(request: Any) -> list[tuple[int, int]]:
 
 
 class PresenceServicer(presence_service_pb2_grpc.PresenceServiceServicer):
-    """minitg.presence.v1.PresenceService."""
+    """minitg.presence.v1.PresenceService (every RPC AUTH_MODE_USER)."""
 
-    def __init__(
-        self,
-        tracker: PresenceTracker,
-        typing: TypingRelay,
-        acks: AckBatcher,
-        authn: Authenticator,
-        internal_token: str,
-    ) -> None:
+    def __init__(self, tracker: PresenceTracker, typing: TypingRelay, acks: AckBatcher) -> None:
         self._tracker, self._typing, self._acks = tracker, typing, acks
-        self._authn, self._internal_token = authn, internal_token
-
-    async def _caller(self, context: Any) -> Principal:
-        return await self._authn.from_metadata(context.invocation_metadata())
-
-    async def ReportConnections(
-        self, request: Any, context: Any
-    ) -> presence_service_pb2.ReportConnectionsResponse:
-        require_service_caller(context.invocation_metadata(), self._internal_token)
-        await self._tracker.report(request.pod_id, connection_events(request))
-        return presence_service_pb2.ReportConnectionsResponse()
 
     async def GetPresence(
-        self, request: Any, context: Any
+        self,
+        request: presence_service_pb2.GetPresenceRequest,
+        context: aio.ServicerContext[
+            presence_service_pb2.GetPresenceRequest, presence_service_pb2.GetPresenceResponse
+        ],
     ) -> presence_service_pb2.GetPresenceResponse:
-        await self._caller(context)
+        current_principal()  # any signed-in user may ask about any user
         if len(request.user_ids) > MAX_PRESENCE_IDS:
             raise InvalidField("user_ids", f"at most {MAX_PRESENCE_IDS} ids per call")
         user_ids: Sequence[int] = list(dict.fromkeys(request.user_ids))
@@ -107,8 +106,14 @@ class PresenceServicer(presence_service_pb2_grpc.PresenceServiceServicer):
             ]
         )
 
-    async def SetTyping(self, request: Any, context: Any) -> presence_service_pb2.SetTypingResponse:
-        caller = await self._caller(context)
+    async def SetTyping(
+        self,
+        request: presence_service_pb2.SetTypingRequest,
+        context: aio.ServicerContext[
+            presence_service_pb2.SetTypingRequest, presence_service_pb2.SetTypingResponse
+        ],
+    ) -> presence_service_pb2.SetTypingResponse:
+        caller = current_principal()
         if request.chat_id < 1:
             raise InvalidField("chat_id", "chat_id is required")
         typing = _ACTIONS.get(request.action)
@@ -118,20 +123,49 @@ class PresenceServicer(presence_service_pb2_grpc.PresenceServiceServicer):
         return presence_service_pb2.SetTypingResponse()
 
     async def AckUpdates(
-        self, request: Any, context: Any
+        self,
+        request: presence_service_pb2.AckUpdatesRequest,
+        context: aio.ServicerContext[
+            presence_service_pb2.AckUpdatesRequest, presence_service_pb2.AckUpdatesResponse
+        ],
     ) -> presence_service_pb2.AckUpdatesResponse:
-        caller = await self._caller(context)
+        caller = current_principal()
         if request.session_id not in ("", caller.session_id):
             raise PermissionDenied("an ack can only be made for the caller's own session")
         chats = ack_chats(request)
         await self._acks.ack(caller, request.max_pts, chats)
         return presence_service_pb2.AckUpdatesResponse()
 
-    async def RelayAcks(self, request: Any, context: Any) -> presence_service_pb2.RelayAcksResponse:
-        require_service_caller(context.invocation_metadata(), self._internal_token)
+
+def _refusal(error: DomainError) -> pb.RelayAckResult:
+    return pb.RelayAckResult(
+        code=error.code.value[0], reason=error.reason, message=error.message,
+        metadata=error.metadata,
+    )  # fmt: skip
+
+
+class PresenceInternalServicer(presence_internal_service_pb2_grpc.PresenceInternalServiceServicer):
+    """minitg.presence.v1.PresenceInternalService (every RPC AUTH_MODE_SERVICE)."""
+
+    def __init__(self, tracker: PresenceTracker, acks: AckBatcher) -> None:
+        self._tracker, self._acks = tracker, acks
+
+    async def ReportConnections(
+        self,
+        request: pb.ReportConnectionsRequest,
+        context: aio.ServicerContext[pb.ReportConnectionsRequest, pb.ReportConnectionsResponse],
+    ) -> pb.ReportConnectionsResponse:
+        await self._tracker.report(request.pod_id, connection_events(request))
+        return pb.ReportConnectionsResponse()
+
+    async def RelayAcks(
+        self,
+        request: pb.RelayAcksRequest,
+        context: aio.ServicerContext[pb.RelayAcksRequest, pb.RelayAcksResponse],
+    ) -> pb.RelayAcksResponse:
         if not 1 <= len(request.items) <= MAX_RELAYED_ACKS:
             raise InvalidField("items", f"items must hold 1 to {MAX_RELAYED_ACKS} acks")
-        results = [presence_service_pb2.RelayAckResult() for _ in request.items]
+        results = [pb.RelayAckResult() for _ in request.items]
         accepted: list[Awaitable[None]] = []
         for index, item in enumerate(request.items):
             try:
@@ -144,11 +178,4 @@ class PresenceServicer(presence_service_pb2_grpc.PresenceServiceServicer):
             device = Principal(item.user_id, item.session_id, "")
             accepted.append(self._acks.ack(device, item.ack.max_pts, chats))
         await asyncio.gather(*accepted)  # one batch: a storage failure fails the call
-        return presence_service_pb2.RelayAcksResponse(results=results)
-
-
-def _refusal(error: DomainError) -> presence_service_pb2.RelayAckResult:
-    return presence_service_pb2.RelayAckResult(
-        code=error.code.value[0], reason=error.reason, message=error.message,
-        metadata=error.metadata,
-    )  # fmt: skip
+        return pb.RelayAcksResponse(results=results)

@@ -109,10 +109,7 @@ async def test_offline_device_catches_up_exactly(chat: Chat) -> None:
             )
             for n in range(10)
         ]
-        reply = await chat.stub.SendMessages(
-            CS.SendMessagesRequest(items=items), metadata=a.metadata()
-        )
-        sent += [r.response for r in reply.results]
+        sent += [r.response for r in await chat.send_many(a, items)]
     expected += [("new_message", s.message_id) for s in sent]
     chat_of = {s.message_id: chats[n % 5] for n, s in enumerate(sent)}
     for s in sent[:5]:
@@ -160,7 +157,7 @@ async def test_history_pages_are_stable_under_concurrent_sends(chat: Chat) -> No
             CS.SendMessageRequest(chat_id=d.id, client_msg_id=f"{prefix}-{n}", body=text(f"{n}"))
             for n in range(count)
         ]
-        await chat.stub.SendMessages(CS.SendMessagesRequest(items=items), metadata=a.metadata())
+        await chat.send_many(a, items)
 
     for batch, count in enumerate((100, 100, 50)):
         await send_batch(f"h{batch}", count)

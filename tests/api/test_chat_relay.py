@@ -1,4 +1,5 @@
-"""RelaySends: a gateway pod's coalesced sends, many senders in one call and one transaction."""
+"""ChatInternalService RelaySends (a gateway pod's coalesced sends, many senders in one call
+and one transaction) and GetStates."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
+from minitg.chat.v1 import (
+    chat_internal_service_pb2,
+    chat_internal_service_pb2_grpc,
+    chat_pb2,
+    chat_service_pb2,
+    chat_service_pb2_grpc,
+)
 
 from svckit.errors import details_from_rpc_error
 from tests.harness import SHAPES, System, running_system
@@ -18,6 +25,7 @@ from tests.harness import TestUser as User
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CS = chat_service_pb2
+CI = chat_internal_service_pb2
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=SHAPES)
@@ -33,15 +41,19 @@ def stub(system: System) -> chat_service_pb2_grpc.ChatServiceAsyncStub:
     return chat_service_pb2_grpc.ChatServiceStub(system.channel("chat"))
 
 
+def internal(system: System) -> chat_internal_service_pb2_grpc.ChatInternalServiceAsyncStub:
+    return chat_internal_service_pb2_grpc.ChatInternalServiceStub(system.channel("chat"))
+
+
 def service(system: System) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Service {system.cfg.messaging.internal_token}"),)
 
 
-def relayed(user: User, chat_id: int, cmid: str, text: str = "hi") -> CS.RelayedSend:
+def relayed(user: User, chat_id: int, cmid: str, text: str = "hi") -> CI.RelayedSend:
     send = CS.SendMessageRequest(
         chat_id=chat_id, client_msg_id=cmid, body=chat_pb2.MessageBody(text=text)
     )
-    return CS.RelayedSend(user_id=user.id, session_id=user.session_id, send=send)
+    return CI.RelayedSend(user_id=user.id, session_id=user.session_id, send=send)
 
 
 async def users_and_chat(system: System) -> tuple[User, User, User, int]:
@@ -68,11 +80,11 @@ async def test_relay_sends_for_several_users_with_errors_per_item(system: System
         relayed(outsider, chat_id, "x1"),
         relayed(b, chat_id, "m2"),
         relayed(a, chat_id, "m3", text=""),
-        CS.RelayedSend(user_id=a.id, session_id="", send=relayed(a, chat_id, "m4").send),
+        CI.RelayedSend(user_id=a.id, session_id="", send=relayed(a, chat_id, "m4").send),
         relayed(a, chat_id, "m5"),
     ]
-    reply = await stub(system).RelaySends(
-        CS.RelaySendsRequest(items=items), metadata=service(system)
+    reply = await internal(system).RelaySends(
+        CI.RelaySendsRequest(items=items), metadata=service(system)
     )
     kinds = [r.WhichOneof("outcome") for r in reply.results]
     assert ["response", "error", "response", "error", "error", "response"] == kinds
@@ -91,9 +103,9 @@ async def test_relay_sends_for_several_users_with_errors_per_item(system: System
 async def test_relay_retry_answers_from_the_stored_results(system: System) -> None:
     """The same batch again (a gateway retry) creates nothing and returns the same results."""
     a, b, _, chat_id = await users_and_chat(system)
-    request = CS.RelaySendsRequest(items=[relayed(a, chat_id, "k1"), relayed(b, chat_id, "k1")])
-    first = await stub(system).RelaySends(request, metadata=service(system))
-    again = await stub(system).RelaySends(request, metadata=service(system))
+    request = CI.RelaySendsRequest(items=[relayed(a, chat_id, "k1"), relayed(b, chat_id, "k1")])
+    first = await internal(system).RelaySends(request, metadata=service(system))
+    again = await internal(system).RelaySends(request, metadata=service(system))
     assert first == again
     assert [1, 2] == [r.response.seq for r in first.results]
 
@@ -102,29 +114,29 @@ async def test_relay_needs_the_service_credential_and_a_sane_batch(system: Syste
     """A user's token is PERMISSION_DENIED, no credential UNAUTHENTICATED, and an empty or
     oversized batch INVALID_FIELD."""
     a, _, _, chat_id = await users_and_chat(system)
-    one = CS.RelaySendsRequest(items=[relayed(a, chat_id, "c1")])
-    relay = stub(system).RelaySends
+    one = CI.RelaySendsRequest(items=[relayed(a, chat_id, "c1")])
+    relay = internal(system).RelaySends
     assert "PERMISSION_DENIED" == await reason_of(relay(one, metadata=a.metadata()))
     assert "TOKEN_INVALID" == await reason_of(relay(one))
-    empty = CS.RelaySendsRequest()
+    empty = CI.RelaySendsRequest()
     assert "INVALID_FIELD" == await reason_of(relay(empty, metadata=service(system)))
-    huge = CS.RelaySendsRequest(items=[relayed(a, chat_id, f"h{i}") for i in range(501)])
+    huge = CI.RelaySendsRequest(items=[relayed(a, chat_id, f"h{i}") for i in range(501)])
     assert "INVALID_FIELD" == await reason_of(relay(huge, metadata=service(system)))
 
 
 async def test_get_states_answers_like_get_state_for_many_users(system: System) -> None:
     """GetStates gives each user what their own GetState gives, in request order."""
     a, b, outsider, chat_id = await users_and_chat(system)
-    await stub(system).RelaySends(
-        CS.RelaySendsRequest(items=[relayed(a, chat_id, "s1"), relayed(a, chat_id, "s2")]),
+    await internal(system).RelaySends(
+        CI.RelaySendsRequest(items=[relayed(a, chat_id, "s1"), relayed(a, chat_id, "s2")]),
         metadata=service(system),
     )
     own = [
         (await stub(system).GetState(CS.GetStateRequest(), metadata=u.metadata())).state
         for u in (b, a, outsider)
     ]
-    reply = await stub(system).GetStates(
-        CS.GetStatesRequest(user_ids=[b.id, a.id, outsider.id, b.id]), metadata=service(system)
+    reply = await internal(system).GetStates(
+        CI.GetStatesRequest(user_ids=[b.id, a.id, outsider.id, b.id]), metadata=service(system)
     )
     got = [(s.pts, s.unread_chats_count) for s in reply.states]
     assert [(s.pts, s.unread_chats_count) for s in own] + [got[0]] == got
@@ -133,9 +145,9 @@ async def test_get_states_answers_like_get_state_for_many_users(system: System) 
 
 async def test_get_states_needs_the_service_credential_and_sane_ids(system: System) -> None:
     a, _, _, _ = await users_and_chat(system)
-    states = stub(system).GetStates
-    one = CS.GetStatesRequest(user_ids=[a.id])
+    states = internal(system).GetStates
+    one = CI.GetStatesRequest(user_ids=[a.id])
     assert "PERMISSION_DENIED" == await reason_of(states(one, metadata=a.metadata()))
     for bad in ([], [0], list(range(1, 1002))):
-        request = CS.GetStatesRequest(user_ids=bad)
+        request = CI.GetStatesRequest(user_ids=bad)
         assert "INVALID_FIELD" == await reason_of(states(request, metadata=service(system)))

@@ -8,12 +8,15 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import grpc
 import pytest
 import pytest_asyncio
 from minitg.chat.v1 import (
+    chat_internal_service_pb2,
+    chat_internal_service_pb2_grpc,
     chat_pb2,
     chat_service_pb2,
     chat_service_pb2_grpc,
@@ -31,15 +34,37 @@ from tests.harness import TestUser as User
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CS = chat_service_pb2
+CI = chat_internal_service_pb2
 DIRECT, GROUP = chat_pb2.CHAT_KIND_DIRECT, chat_pb2.CHAT_KIND_GROUP
 
 
 @dataclass
 class Chat:
-    """A running system with a ChatService stub."""
+    """A running system with a ChatService stub (and a ChatInternalService one)."""
 
     system: System
     stub: chat_service_pb2_grpc.ChatServiceAsyncStub
+
+    @cached_property
+    def internal(self) -> chat_internal_service_pb2_grpc.ChatInternalServiceAsyncStub:
+        return chat_internal_service_pb2_grpc.ChatInternalServiceStub(self.system.channel("chat"))
+
+    @cached_property
+    def service(self) -> tuple[tuple[str, str], ...]:
+        """The internal service credential's metadata."""
+        return (("authorization", f"Service {self.system.cfg.messaging.internal_token}"),)
+
+    async def send_many(
+        self, sender: User, items: list[chat_service_pb2.SendMessageRequest]
+    ) -> list[CI.SendMessageResult]:
+        """Send ``items`` as ``sender`` in one batch, as a gateway pod relays them."""
+        relayed = [
+            CI.RelayedSend(user_id=sender.id, session_id=sender.session_id, send=s) for s in items
+        ]
+        reply = await self.internal.RelaySends(
+            CI.RelaySendsRequest(items=relayed), metadata=self.service
+        )
+        return list(reply.results)
 
     async def users(self, count: int) -> list[User]:
         return list(await asyncio.gather(*(self.system.register(f"u{i}") for i in range(count))))
@@ -462,36 +487,11 @@ async def test_invalid_inputs_name_the_field(chat: Chat) -> None:
         ),
         "kind": chat.stub.CreateChat(CS.CreateChatRequest(), metadata=md),
         "title": chat.stub.CreateChat(CS.CreateChatRequest(kind=GROUP, title=" "), metadata=md),
-        "items": chat.stub.SendMessages(CS.SendMessagesRequest(), metadata=md),
     }
     for field, call in cases.items():
         assert ("INVALID_FIELD", {"field": field}) == await reason_of(call), field
     too_long = send_body(text("x" * 4097))
     assert ("INVALID_FIELD", {"field": "body.text"}) == await reason_of(too_long)
-
-
-async def test_send_messages_reports_errors_per_item(chat: Chat) -> None:
-    """SendMessages sends the good items in order and fails only the bad ones."""
-    a, b = await chat.users(2)
-    d = await direct(chat, a, b)
-    items = [
-        CS.SendMessageRequest(chat_id=d.id, client_msg_id="b-1", body=text("one")),
-        CS.SendMessageRequest(chat_id=10**12, client_msg_id="b-2", body=text("lost")),
-        CS.SendMessageRequest(chat_id=d.id, client_msg_id="b-3", body=text("")),
-        CS.SendMessageRequest(chat_id=d.id, client_msg_id="b-4", body=text("two")),
-        CS.SendMessageRequest(chat_id=d.id, client_msg_id="b-1", body=text("one")),
-    ]
-    reply = await chat.stub.SendMessages(CS.SendMessagesRequest(items=items), metadata=a.metadata())
-    outcomes = [r.WhichOneof("outcome") for r in reply.results]
-    assert ["response", "error", "error", "response", "response"] == outcomes
-    assert ("CHAT_NOT_FOUND", "INVALID_FIELD") == (
-        reply.results[1].error.reason,
-        reply.results[2].error.reason,
-    )
-    assert {"field": "items[2].body.text"} == dict(reply.results[2].error.metadata)
-    assert [1, 2] == [reply.results[0].response.seq, reply.results[3].response.seq]
-    assert reply.results[0].response == reply.results[4].response
-    assert reply.results[3].response.pts == reply.results[0].response.pts + 1
 
 
 async def test_list_chats_orders_by_activity_and_pages(chat: Chat) -> None:
@@ -519,20 +519,24 @@ async def test_internal_rpcs_need_the_service_credential(chat: Chat) -> None:
     d = await direct(chat, a, b)
     g = await group(chat, a, c, b)
     service = (("authorization", f"Service {chat.system.cfg.messaging.internal_token}"),)
-    peers = await chat.stub.ListPeers(CS.ListPeersRequest(user_id=a.id), metadata=service)
-    members = await chat.stub.GetChatMembers(
-        CS.GetChatMembersRequest(chat_id=g.id), metadata=service
+    peers = await chat.internal.ListPeers(CI.ListPeersRequest(user_id=a.id), metadata=service)
+    members = await chat.internal.GetChatMembers(
+        CI.GetChatMembersRequest(chat_id=g.id), metadata=service
     )
-    none = await chat.stub.ListPeers(CS.ListPeersRequest(user_id=lonely.id), metadata=service)
+    none = await chat.internal.ListPeers(CI.ListPeersRequest(user_id=lonely.id), metadata=service)
     assert sorted([b.id, c.id]) == list(peers.user_ids)
     assert sorted([a.id, b.id, c.id]) == list(members.user_ids)
     assert GROUP == members.kind
-    pair = await chat.stub.GetChatMembers(CS.GetChatMembersRequest(chat_id=d.id), metadata=service)
+    pair = await chat.internal.GetChatMembers(
+        CI.GetChatMembersRequest(chat_id=d.id), metadata=service
+    )
     assert (DIRECT, sorted([a.id, b.id])) == (pair.kind, list(pair.user_ids))
     assert [] == list(none.user_ids)
-    as_user = chat.stub.ListPeers(CS.ListPeersRequest(user_id=a.id), metadata=a.metadata())
+    as_user = chat.internal.ListPeers(CI.ListPeersRequest(user_id=a.id), metadata=a.metadata())
     assert ("PERMISSION_DENIED", {}) == await reason_of(as_user)
-    unknown = chat.stub.GetChatMembers(CS.GetChatMembersRequest(chat_id=10**12), metadata=service)
+    unknown = chat.internal.GetChatMembers(
+        CI.GetChatMembersRequest(chat_id=10**12), metadata=service
+    )
     assert ("CHAT_NOT_FOUND", {}) == await reason_of(unknown)
 
 
@@ -544,20 +548,20 @@ async def test_batch_get_chat_members_answers_many_chats_at_once(chat: Chat) -> 
     g = await group(chat, a, c, b)
     service = (("authorization", f"Service {chat.system.cfg.messaging.internal_token}"),)
     asked = [g.id, 10**12, d.id, g.id]
-    reply = await chat.stub.BatchGetChatMembers(
-        CS.BatchGetChatMembersRequest(chat_ids=asked), metadata=service
+    reply = await chat.internal.BatchGetChatMembers(
+        CI.BatchGetChatMembersRequest(chat_ids=asked), metadata=service
     )
     assert [
         (d.id, DIRECT, sorted([a.id, b.id])),
         (g.id, GROUP, sorted([a.id, b.id, c.id])),
     ] == [(m.chat_id, m.kind, list(m.user_ids)) for m in reply.chats]
-    as_user = chat.stub.BatchGetChatMembers(
-        CS.BatchGetChatMembersRequest(chat_ids=[d.id]), metadata=a.metadata()
+    as_user = chat.internal.BatchGetChatMembers(
+        CI.BatchGetChatMembersRequest(chat_ids=[d.id]), metadata=a.metadata()
     )
     assert ("PERMISSION_DENIED", {}) == await reason_of(as_user)
     for bad in ([], list(range(1, 1002)), [d.id, 0]):
-        refused = chat.stub.BatchGetChatMembers(
-            CS.BatchGetChatMembersRequest(chat_ids=bad), metadata=service
+        refused = chat.internal.BatchGetChatMembers(
+            CI.BatchGetChatMembersRequest(chat_ids=bad), metadata=service
         )
         assert ("INVALID_FIELD", {"field": "chat_ids"}) == await reason_of(refused)
 
@@ -571,19 +575,21 @@ async def test_batch_list_peers_answers_many_users_at_once(chat: Chat) -> None:
     await group(chat, a, c, b)
     service = (("authorization", f"Service {chat.system.cfg.messaging.internal_token}"),)
     asked = [c.id, 10**12, a.id, lonely.id, c.id]
-    reply = await chat.stub.BatchListPeers(
-        CS.BatchListPeersRequest(user_ids=asked), metadata=service
+    reply = await chat.internal.BatchListPeers(
+        CI.BatchListPeersRequest(user_ids=asked), metadata=service
     )
     expected = {a.id: sorted([b.id, c.id]), c.id: sorted([a.id, b.id]), lonely.id: []}
     assert sorted((expected | {10**12: []}).items()) == [
         (u.user_id, list(u.peer_ids)) for u in reply.users
     ]
-    as_user = chat.stub.BatchListPeers(
-        CS.BatchListPeersRequest(user_ids=[a.id]), metadata=a.metadata()
+    as_user = chat.internal.BatchListPeers(
+        CI.BatchListPeersRequest(user_ids=[a.id]), metadata=a.metadata()
     )
     assert ("PERMISSION_DENIED", {}) == await reason_of(as_user)
     for bad in ([], list(range(1, 1002)), [a.id, 0]):
-        refused = chat.stub.BatchListPeers(CS.BatchListPeersRequest(user_ids=bad), metadata=service)
+        refused = chat.internal.BatchListPeers(
+            CI.BatchListPeersRequest(user_ids=bad), metadata=service
+        )
         assert ("INVALID_FIELD", {"field": "user_ids"}) == await reason_of(refused)
 
 

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
+from minitg.chat.v1 import (
+    chat_internal_service_pb2,
+    chat_internal_service_pb2_grpc,
+    chat_pb2,
+    chat_service_pb2,
+)
 
 from svckit.config import Config
 from svckit.envparse import ConfigError
@@ -17,12 +22,12 @@ from tests.harness import SHAPES, running_system
 OLD_EMBEDDED_CONSTANT = "embedded-internal-token"
 
 
-def _relay(user_id: int, chat_id: int) -> chat_service_pb2.RelaySendsRequest:
+def _relay(user_id: int, chat_id: int) -> chat_internal_service_pb2.RelaySendsRequest:
     send = chat_service_pb2.SendMessageRequest(
         chat_id=chat_id, client_msg_id="forged-1", body=chat_pb2.MessageBody(text="as you")
     )
-    item = chat_service_pb2.RelayedSend(user_id=user_id, session_id="s", send=send)
-    return chat_service_pb2.RelaySendsRequest(items=[item])
+    item = chat_internal_service_pb2.RelayedSend(user_id=user_id, session_id="s", send=send)
+    return chat_internal_service_pb2.RelaySendsRequest(items=[item])
 
 
 @pytest.mark.asyncio
@@ -32,7 +37,7 @@ async def test_old_constant_no_longer_opens_internal_rpcs(shape: str, tmp_path: 
     per-process random secret, still relay a WebSocket send."""
     async with running_system(shape, tmp_path) as system:
         ann, bob, chat = await direct_pair(system)
-        stub = chat_service_pb2_grpc.ChatServiceStub(system.channel("chat"))
+        stub = chat_internal_service_pb2_grpc.ChatInternalServiceStub(system.channel("chat"))
         forged = (("authorization", f"Service {OLD_EMBEDDED_CONSTANT}"),)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.RelaySends(_relay(ann.user_id, chat["id"]), metadata=forged)
@@ -40,12 +45,7 @@ async def test_old_constant_no_longer_opens_internal_rpcs(shape: str, tmp_path: 
         assert "TOKEN_INVALID" == details_from_rpc_error(info.value).reason
 
         async with clients(system, ann, bob) as (a, _b):
-            sent = await a.request(
-                "send_message",
-                chat_service_pb2.SendMessageRequest(
-                    chat_id=chat["id"], client_msg_id="ok-1", body=chat_pb2.MessageBody(text="hi")
-                ),
-            )
+            sent = await a.send_text(chat["id"], "hi", client_msg_id="ok-1")
         assert 0 < sent.message_id
 
 

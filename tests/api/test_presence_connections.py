@@ -1,4 +1,4 @@
-"""PresenceService ReportConnections and GetPresence over gRPC, on both backend shapes."""
+"""ReportConnections (PresenceInternalService) and GetPresence over gRPC, on both shapes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc import aio
-from minitg.presence.v1 import presence_pb2, presence_service_pb2
+from minitg.presence.v1 import presence_internal_service_pb2, presence_pb2, presence_service_pb2
 
 from tests.api.test_presence_rig import (
     CONNECTED,
@@ -217,16 +217,16 @@ async def test_report_connections_refuses_user_tokens(shape: str, tmp_path: Path
     """ReportConnections is for gateway pods: a user's token gets PERMISSION_DENIED."""
     async with presence_rig(shape, tmp_path) as rig:
         alice = await rig.system.register("alice")
-        request = presence_service_pb2.ReportConnectionsRequest(
+        request = presence_internal_service_pb2.ReportConnectionsRequest(
             pod_id="pod-a", events=[event(alice, CONNECTED)]
         )
         with pytest.raises(aio.AioRpcError) as denied:
-            await rig.presence.ReportConnections(request, metadata=alice.metadata())
+            await rig.presence_internal.ReportConnections(request, metadata=alice.metadata())
         assert (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED") == reason_of(denied.value)[
             :2
         ]
         with pytest.raises(aio.AioRpcError) as missing:
-            await rig.presence.ReportConnections(request)
+            await rig.presence_internal.ReportConnections(request)
         assert grpc.StatusCode.UNAUTHENTICATED == missing.value.code()
         assert [(False, 0)] == await rig.presence_of(alice, alice)
 
@@ -237,17 +237,19 @@ async def test_report_connections_rejects_bad_input(shape: str, tmp_path: Path) 
         alice = await rig.system.register("alice")
         ok = event(alice, CONNECTED)
         cases = {
-            "pod_id": presence_service_pb2.ReportConnectionsRequest(pod_id="", events=[ok]),
-            "events": presence_service_pb2.ReportConnectionsRequest(
+            "pod_id": presence_internal_service_pb2.ReportConnectionsRequest(
+                pod_id="", events=[ok]
+            ),
+            "events": presence_internal_service_pb2.ReportConnectionsRequest(
                 pod_id="pod-a", events=[ok] * 10_001
             ),
-            "events[1].user_id": presence_service_pb2.ReportConnectionsRequest(
+            "events[1].user_id": presence_internal_service_pb2.ReportConnectionsRequest(
                 pod_id="pod-a", events=[ok, presence_pb2.ConnectionEvent(session_id="s")]
             ),
         }
         for field_name, request in cases.items():
             with pytest.raises(aio.AioRpcError) as bad:
-                await rig.presence.ReportConnections(request, metadata=rig.internal)
+                await rig.presence_internal.ReportConnections(request, metadata=rig.internal)
             assert (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", {"field": field_name}) == (
                 reason_of(bad.value)
             )

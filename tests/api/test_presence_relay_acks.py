@@ -1,4 +1,4 @@
-"""PresenceService RelayAcks: a gateway pod's acks of many devices in one call."""
+"""PresenceInternalService RelayAcks: a gateway pod's acks of many devices in one call."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc import aio
-from minitg.presence.v1 import presence_pb2, presence_service_pb2
+from minitg.presence.v1 import presence_internal_service_pb2, presence_pb2, presence_service_pb2
 
 from svckit.authn import service_metadata
 from tests import harness
@@ -17,22 +17,25 @@ from tests.harness import SHAPES
 
 pytestmark = pytest.mark.parametrize("shape", SHAPES)
 PS = presence_service_pb2
+PI = presence_internal_service_pb2
 
 
 def relayed(
     user: harness.TestUser, max_pts: int, chats: dict[int, int] | None = None, session: str = ""
-) -> PS.RelayedAck:
+) -> PI.RelayedAck:
     deliveries = [presence_pb2.ChatDelivery(chat_id=c, max_seq=s) for c, s in (chats or {}).items()]
-    return PS.RelayedAck(
+    return PI.RelayedAck(
         user_id=user.id,
         session_id=session or user.session_id,
         ack=PS.AckUpdatesRequest(max_pts=max_pts, chats=deliveries),
     )
 
 
-async def relay(rig: Rig, *items: PS.RelayedAck) -> PS.RelayAcksResponse:
+async def relay(rig: Rig, *items: PI.RelayedAck) -> PI.RelayAcksResponse:
     metadata = service_metadata(rig.system.cfg.messaging.internal_token)
-    return await rig.presence.RelayAcks(PS.RelayAcksRequest(items=items), metadata=metadata)
+    return await rig.presence_internal.RelayAcks(
+        PI.RelayAcksRequest(items=items), metadata=metadata
+    )
 
 
 async def test_relayed_acks_store_watermarks_and_send_receipts(shape: str, tmp_path: Path) -> None:
@@ -67,9 +70,9 @@ async def test_relay_acks_needs_the_service_credential(shape: str, tmp_path: Pat
     """A user's token is PERMISSION_DENIED; no items or too many is INVALID_FIELD."""
     async with presence_rig(shape, tmp_path) as rig:
         alice = await rig.system.register("a")
-        request = PS.RelayAcksRequest(items=[relayed(alice, 1)])
+        request = PI.RelayAcksRequest(items=[relayed(alice, 1)])
         with pytest.raises(aio.AioRpcError) as as_user:
-            await rig.presence.RelayAcks(request, metadata=alice.metadata())
+            await rig.presence_internal.RelayAcks(request, metadata=alice.metadata())
         assert grpc.StatusCode.PERMISSION_DENIED == reason_of(as_user.value)[0]
         for count in (0, 1001):
             with pytest.raises(aio.AioRpcError) as bad:

@@ -21,9 +21,15 @@ from typing import Any
 
 import grpc
 from grpc import aio
-from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
+from minitg.chat.v1 import chat_internal_service_pb2, chat_internal_service_pb2_grpc, chat_pb2
 from minitg.delivery.v1 import delivery_pb2
-from minitg.presence.v1 import presence_pb2, presence_service_pb2, presence_service_pb2_grpc
+from minitg.presence.v1 import (
+    presence_internal_service_pb2,
+    presence_internal_service_pb2_grpc,
+    presence_pb2,
+    presence_service_pb2,
+    presence_service_pb2_grpc,
+)
 
 from svckit.authn import SERVICE_SCHEME, service_metadata
 from svckit.backends import open_bus, open_database, open_hot_state
@@ -45,7 +51,7 @@ FAST_ENV = {
 }
 
 
-class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
+class ChatDouble(chat_internal_service_pb2_grpc.ChatInternalServiceServicer):
     """GetChatMembers, BatchGetChatMembers and BatchListPeers over chats declared by the
     test."""
 
@@ -65,23 +71,23 @@ class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
 
     async def GetChatMembers(
         self, request: Any, context: Any
-    ) -> chat_service_pb2.GetChatMembersResponse:
+    ) -> chat_internal_service_pb2.GetChatMembersResponse:
         await _require_service(context)
         kind, members = self.chats.get(request.chat_id, (chat_pb2.CHAT_KIND_UNSPECIFIED, []))
         if not members:
             await context.abort_with_status(
                 status_for(grpc.StatusCode.NOT_FOUND, "CHAT_NOT_FOUND", "no such chat")
             )
-        return chat_service_pb2.GetChatMembersResponse(user_ids=sorted(members), kind=kind)
+        return chat_internal_service_pb2.GetChatMembersResponse(user_ids=sorted(members), kind=kind)
 
     async def BatchGetChatMembers(
         self, request: Any, context: Any
-    ) -> chat_service_pb2.BatchGetChatMembersResponse:
+    ) -> chat_internal_service_pb2.BatchGetChatMembersResponse:
         await _require_service(context)
         self.batch_lookups.append(sorted(set(request.chat_ids)))
-        return chat_service_pb2.BatchGetChatMembersResponse(
+        return chat_internal_service_pb2.BatchGetChatMembersResponse(
             chats=[
-                chat_service_pb2.ChatMembers(
+                chat_internal_service_pb2.ChatMembers(
                     chat_id=c, user_ids=sorted(self.chats[c][1]), kind=self.chats[c][0]
                 )
                 for c in sorted(set(request.chat_ids))
@@ -91,12 +97,15 @@ class ChatDouble(chat_service_pb2_grpc.ChatServiceServicer):
 
     async def BatchListPeers(
         self, request: Any, context: Any
-    ) -> chat_service_pb2.BatchListPeersResponse:
+    ) -> chat_internal_service_pb2.BatchListPeersResponse:
         await _require_service(context)
         asked = sorted(set(request.user_ids))
         self.peer_lookups.append(asked)
-        return chat_service_pb2.BatchListPeersResponse(
-            users=[chat_service_pb2.UserPeers(user_id=u, peer_ids=self._peers(u)) for u in asked]
+        return chat_internal_service_pb2.BatchListPeersResponse(
+            users=[
+                chat_internal_service_pb2.UserPeers(user_id=u, peer_ids=self._peers(u))
+                for u in asked
+            ]
         )
 
     def _peers(self, user_id: int) -> list[int]:
@@ -155,6 +164,7 @@ class Rig:
     bus: MessageBus
     database: Database
     internal: tuple[tuple[str, str], ...]
+    presence_internal: presence_internal_service_pb2_grpc.PresenceInternalServiceAsyncStub
 
     async def pod(self) -> FakePod:
         pod = FakePod(f"pod-{secrets.token_hex(4)}", self.registry)
@@ -163,8 +173,8 @@ class Rig:
 
     async def report(self, pod: FakePod | str, *events: presence_pb2.ConnectionEvent) -> None:
         pod_id = pod if isinstance(pod, str) else pod.pod_id
-        await self.presence.ReportConnections(
-            presence_service_pb2.ReportConnectionsRequest(pod_id=pod_id, events=events),
+        await self.presence_internal.ReportConnections(
+            presence_internal_service_pb2.ReportConnectionsRequest(pod_id=pod_id, events=events),
             metadata=self.internal,
         )
 
@@ -197,7 +207,7 @@ async def presence_rig(shape: str, tmp_path: Path, **env: str) -> AsyncIterator[
     """Auth and presence on ``shape`` backends, with a chat-service double."""
     double = ChatDouble()  # type: ignore[abstract]  # the rest answers UNIMPLEMENTED
     server = aio.server()
-    chat_service_pb2_grpc.add_ChatServiceServicer_to_server(double, server)
+    chat_internal_service_pb2_grpc.add_ChatInternalServiceServicer_to_server(double, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     full_env = FAST_ENV | {"MINITG_CHAT_TARGET": f"127.0.0.1:{port}"} | env
@@ -219,6 +229,9 @@ async def presence_rig(shape: str, tmp_path: Path, **env: str) -> AsyncIterator[
                     bus,
                     database,
                     service_metadata(cfg.messaging.internal_token),
+                    presence_internal_service_pb2_grpc.PresenceInternalServiceStub(
+                        system.channel("presence")
+                    ),
                 )
             finally:
                 await bus.close()

@@ -50,7 +50,7 @@ async def test_one_send_is_one_connected_trace(shape: str, tmp_path: Path) -> No
     names = {s.name for s in spans}
     assert {
         "ws send_message",
-        "minitg.chat.v1.ChatService/RelaySends",
+        "minitg.chat.v1.ChatInternalService/RelaySends",
         "outbox publish",
         "delivery push",
     } <= names

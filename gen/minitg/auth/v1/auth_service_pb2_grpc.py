@@ -28,11 +28,13 @@ if _version_not_supported:
 class AuthServiceStub:
     """AuthService owns accounts, sessions (devices), tokens and the token-signing keys.
 
-    Register, Login, Refresh and GetJwks are open to anonymous callers; every other RPC
-    needs a valid access token in the `authorization` metadata (`Bearer <token>`), and a
-    missing, invalid, expired or revoked token fails with UNAUTHENTICATED and the reason
-    TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or SESSION_REVOKED. The errors listed per
-    RPC below are the ones specific to it; the API-wide ones are in proto/README.md.
+    Register, Login, Refresh and GetJwks are open to anonymous callers (AUTH_MODE_PUBLIC);
+    every other RPC needs a valid access token in the `authorization` metadata (`Bearer
+    <token>`, AUTH_MODE_USER), and a missing, invalid, expired or revoked token fails with
+    UNAUTHENTICATED and the reason TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or
+    SESSION_REVOKED. The RPCs for other minitg services are in AuthInternalService. The errors
+    listed per RPC below are the ones specific to it; the API-wide ones are in
+    proto/README.md.
     """
 
     def __init__(self, channel):
@@ -91,21 +93,18 @@ class AuthServiceStub:
                 request_serializer=minitg_dot_auth_dot_v1_dot_auth__service__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=minitg_dot_auth_dot_v1_dot_auth__service__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
-        self.CheckSession = channel.unary_unary(
-                '/minitg.auth.v1.AuthService/CheckSession',
-                request_serializer=minitg_dot_auth_dot_v1_dot_auth__service__pb2.CheckSessionRequest.SerializeToString,
-                response_deserializer=minitg_dot_auth_dot_v1_dot_auth__service__pb2.CheckSessionResponse.FromString,
-                _registered_method=True)
 
 
 class AuthServiceServicer:
     """AuthService owns accounts, sessions (devices), tokens and the token-signing keys.
 
-    Register, Login, Refresh and GetJwks are open to anonymous callers; every other RPC
-    needs a valid access token in the `authorization` metadata (`Bearer <token>`), and a
-    missing, invalid, expired or revoked token fails with UNAUTHENTICATED and the reason
-    TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or SESSION_REVOKED. The errors listed per
-    RPC below are the ones specific to it; the API-wide ones are in proto/README.md.
+    Register, Login, Refresh and GetJwks are open to anonymous callers (AUTH_MODE_PUBLIC);
+    every other RPC needs a valid access token in the `authorization` metadata (`Bearer
+    <token>`, AUTH_MODE_USER), and a missing, invalid, expired or revoked token fails with
+    UNAUTHENTICATED and the reason TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or
+    SESSION_REVOKED. The RPCs for other minitg services are in AuthInternalService. The errors
+    listed per RPC below are the ones specific to it; the API-wide ones are in
+    proto/README.md.
     """
 
     def Register(self, request, context):
@@ -219,18 +218,6 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CheckSession(self, request, context):
-        """Tells whether a session has been revoked, so other services can honour Logout and RevokeSession for access tokens that are still within their lifetime.
-
-        Callers are minitg services checking a user's access token they were handed: they
-        forward that token as `authorization` (its signature and expiry are checked, its
-        revocation is not, since that is what this call answers), and session_id must be its
-        `sid` claim, or PERMISSION_DENIED. Callers may cache the answer for cache_ttl_ms.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -284,11 +271,6 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_auth_dot_v1_dot_auth__service__pb2.GetJwksRequest.FromString,
                     response_serializer=minitg_dot_auth_dot_v1_dot_auth__service__pb2.GetJwksResponse.SerializeToString,
             ),
-            'CheckSession': grpc.unary_unary_rpc_method_handler(
-                    servicer.CheckSession,
-                    request_deserializer=minitg_dot_auth_dot_v1_dot_auth__service__pb2.CheckSessionRequest.FromString,
-                    response_serializer=minitg_dot_auth_dot_v1_dot_auth__service__pb2.CheckSessionResponse.SerializeToString,
-            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'minitg.auth.v1.AuthService', rpc_method_handlers)
@@ -300,11 +282,13 @@ def add_AuthServiceServicer_to_server(servicer, server):
 class AuthService:
     """AuthService owns accounts, sessions (devices), tokens and the token-signing keys.
 
-    Register, Login, Refresh and GetJwks are open to anonymous callers; every other RPC
-    needs a valid access token in the `authorization` metadata (`Bearer <token>`), and a
-    missing, invalid, expired or revoked token fails with UNAUTHENTICATED and the reason
-    TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or SESSION_REVOKED. The errors listed per
-    RPC below are the ones specific to it; the API-wide ones are in proto/README.md.
+    Register, Login, Refresh and GetJwks are open to anonymous callers (AUTH_MODE_PUBLIC);
+    every other RPC needs a valid access token in the `authorization` metadata (`Bearer
+    <token>`, AUTH_MODE_USER), and a missing, invalid, expired or revoked token fails with
+    UNAUTHENTICATED and the reason TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or
+    SESSION_REVOKED. The RPCs for other minitg services are in AuthInternalService. The errors
+    listed per RPC below are the ones specific to it; the API-wide ones are in
+    proto/README.md.
     """
 
     @staticmethod
@@ -567,33 +551,6 @@ class AuthService:
             '/minitg.auth.v1.AuthService/GetJwks',
             minitg_dot_auth_dot_v1_dot_auth__service__pb2.GetJwksRequest.SerializeToString,
             minitg_dot_auth_dot_v1_dot_auth__service__pb2.GetJwksResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CheckSession(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.auth.v1.AuthService/CheckSession',
-            minitg_dot_auth_dot_v1_dot_auth__service__pb2.CheckSessionRequest.SerializeToString,
-            minitg_dot_auth_dot_v1_dot_auth__service__pb2.CheckSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

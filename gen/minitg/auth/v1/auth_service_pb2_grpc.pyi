@@ -29,11 +29,13 @@ GRPC_VERSION: str
 class AuthServiceStub:
     """AuthService owns accounts, sessions (devices), tokens and the token-signing keys.
 
-    Register, Login, Refresh and GetJwks are open to anonymous callers; every other RPC
-    needs a valid access token in the `authorization` metadata (`Bearer <token>`), and a
-    missing, invalid, expired or revoked token fails with UNAUTHENTICATED and the reason
-    TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or SESSION_REVOKED. The errors listed per
-    RPC below are the ones specific to it; the API-wide ones are in proto/README.md.
+    Register, Login, Refresh and GetJwks are open to anonymous callers (AUTH_MODE_PUBLIC);
+    every other RPC needs a valid access token in the `authorization` metadata (`Bearer
+    <token>`, AUTH_MODE_USER), and a missing, invalid, expired or revoked token fails with
+    UNAUTHENTICATED and the reason TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or
+    SESSION_REVOKED. The RPCs for other minitg services are in AuthInternalService. The errors
+    listed per RPC below are the ones specific to it; the API-wide ones are in
+    proto/README.md.
     """
 
     @_typing.overload
@@ -110,24 +112,18 @@ class AuthServiceStub:
     valid. Verifiers cache it and fetch it again when they meet a `kid` they do not know (at
     most about once a minute). The caller needs no access token.
     """
-    CheckSession: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.CheckSessionRequest, _auth_service_pb2.CheckSessionResponse]
-    """Tells whether a session has been revoked, so other services can honour Logout and RevokeSession for access tokens that are still within their lifetime.
-
-    Callers are minitg services checking a user's access token they were handed: they
-    forward that token as `authorization` (its signature and expiry are checked, its
-    revocation is not, since that is what this call answers), and session_id must be its
-    `sid` claim, or PERMISSION_DENIED. Callers may cache the answer for cache_ttl_ms.
-    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
     """AuthService owns accounts, sessions (devices), tokens and the token-signing keys.
 
-    Register, Login, Refresh and GetJwks are open to anonymous callers; every other RPC
-    needs a valid access token in the `authorization` metadata (`Bearer <token>`), and a
-    missing, invalid, expired or revoked token fails with UNAUTHENTICATED and the reason
-    TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or SESSION_REVOKED. The errors listed per
-    RPC below are the ones specific to it; the API-wide ones are in proto/README.md.
+    Register, Login, Refresh and GetJwks are open to anonymous callers (AUTH_MODE_PUBLIC);
+    every other RPC needs a valid access token in the `authorization` metadata (`Bearer
+    <token>`, AUTH_MODE_USER), and a missing, invalid, expired or revoked token fails with
+    UNAUTHENTICATED and the reason TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or
+    SESSION_REVOKED. The RPCs for other minitg services are in AuthInternalService. The errors
+    listed per RPC below are the ones specific to it; the API-wide ones are in
+    proto/README.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -201,23 +197,17 @@ class AuthServiceAsyncStub(AuthServiceStub):
     valid. Verifiers cache it and fetch it again when they meet a `kid` they do not know (at
     most about once a minute). The caller needs no access token.
     """
-    CheckSession: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.CheckSessionRequest, _auth_service_pb2.CheckSessionResponse]  # type: ignore[assignment]
-    """Tells whether a session has been revoked, so other services can honour Logout and RevokeSession for access tokens that are still within their lifetime.
-
-    Callers are minitg services checking a user's access token they were handed: they
-    forward that token as `authorization` (its signature and expiry are checked, its
-    revocation is not, since that is what this call answers), and session_id must be its
-    `sid` claim, or PERMISSION_DENIED. Callers may cache the answer for cache_ttl_ms.
-    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthService owns accounts, sessions (devices), tokens and the token-signing keys.
 
-    Register, Login, Refresh and GetJwks are open to anonymous callers; every other RPC
-    needs a valid access token in the `authorization` metadata (`Bearer <token>`), and a
-    missing, invalid, expired or revoked token fails with UNAUTHENTICATED and the reason
-    TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or SESSION_REVOKED. The errors listed per
-    RPC below are the ones specific to it; the API-wide ones are in proto/README.md.
+    Register, Login, Refresh and GetJwks are open to anonymous callers (AUTH_MODE_PUBLIC);
+    every other RPC needs a valid access token in the `authorization` metadata (`Bearer
+    <token>`, AUTH_MODE_USER), and a missing, invalid, expired or revoked token fails with
+    UNAUTHENTICATED and the reason TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED or
+    SESSION_REVOKED. The RPCs for other minitg services are in AuthInternalService. The errors
+    listed per RPC below are the ones specific to it; the API-wide ones are in
+    proto/README.md.
     """
 
     @_abc_1.abstractmethod
@@ -348,20 +338,6 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         The set holds the current signing key and any retired key whose tokens may still be
         valid. Verifiers cache it and fetch it again when they meet a `kid` they do not know (at
         most about once a minute). The caller needs no access token.
-        """
-
-    @_abc_1.abstractmethod
-    def CheckSession(
-        self,
-        request: _auth_service_pb2.CheckSessionRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_auth_service_pb2.CheckSessionResponse, _abc.Awaitable[_auth_service_pb2.CheckSessionResponse]]:
-        """Tells whether a session has been revoked, so other services can honour Logout and RevokeSession for access tokens that are still within their lifetime.
-
-        Callers are minitg services checking a user's access token they were handed: they
-        forward that token as `authorization` (its signature and expiry are checked, its
-        revocation is not, since that is what this call answers), and session_id must be its
-        `sid` claim, or PERMISSION_DENIED. Callers may cache the answer for cache_ttl_ms.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,14 +28,12 @@ if _version_not_supported:
 class ChatServiceStub:
     """ChatService owns chats, membership, messages and every user's update log.
 
-    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
-    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
-    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
-    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
-    API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
-    proto/README.md.
+    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`,
+    AUTH_MODE_USER); the caller is the token's user. The RPCs for other minitg services are
+    in ChatInternalService. A chat the caller is not a member of does not exist for them:
+    asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids cannot be
+    probed. The errors listed per RPC below are the ones specific to it; the API-wide ones
+    (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in proto/README.md.
     """
 
     def __init__(self, channel):
@@ -74,16 +72,6 @@ class ChatServiceStub:
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessageRequest.SerializeToString,
                 response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessageResponse.FromString,
                 _registered_method=True)
-        self.SendMessages = channel.unary_unary(
-                '/minitg.chat.v1.ChatService/SendMessages',
-                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesRequest.SerializeToString,
-                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesResponse.FromString,
-                _registered_method=True)
-        self.RelaySends = channel.unary_unary(
-                '/minitg.chat.v1.ChatService/RelaySends',
-                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsRequest.SerializeToString,
-                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsResponse.FromString,
-                _registered_method=True)
         self.EditMessage = channel.unary_unary(
                 '/minitg.chat.v1.ChatService/EditMessage',
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.EditMessageRequest.SerializeToString,
@@ -114,44 +102,17 @@ class ChatServiceStub:
                 request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.SerializeToString,
                 response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.FromString,
                 _registered_method=True)
-        self.GetStates = channel.unary_unary(
-                '/minitg.chat.v1.ChatService/GetStates',
-                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesRequest.SerializeToString,
-                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesResponse.FromString,
-                _registered_method=True)
-        self.ListPeers = channel.unary_unary(
-                '/minitg.chat.v1.ChatService/ListPeers',
-                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersRequest.SerializeToString,
-                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersResponse.FromString,
-                _registered_method=True)
-        self.GetChatMembers = channel.unary_unary(
-                '/minitg.chat.v1.ChatService/GetChatMembers',
-                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.SerializeToString,
-                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.FromString,
-                _registered_method=True)
-        self.BatchGetChatMembers = channel.unary_unary(
-                '/minitg.chat.v1.ChatService/BatchGetChatMembers',
-                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.SerializeToString,
-                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.FromString,
-                _registered_method=True)
-        self.BatchListPeers = channel.unary_unary(
-                '/minitg.chat.v1.ChatService/BatchListPeers',
-                request_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersRequest.SerializeToString,
-                response_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersResponse.FromString,
-                _registered_method=True)
 
 
 class ChatServiceServicer:
     """ChatService owns chats, membership, messages and every user's update log.
 
-    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
-    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
-    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
-    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
-    API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
-    proto/README.md.
+    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`,
+    AUTH_MODE_USER); the caller is the token's user. The RPCs for other minitg services are
+    in ChatInternalService. A chat the caller is not a member of does not exist for them:
+    asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids cannot be
+    probed. The errors listed per RPC below are the ones specific to it; the API-wide ones
+    (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in proto/README.md.
     """
 
     def CreateChat(self, request, context):
@@ -225,33 +186,6 @@ class ChatServiceServicer:
         seq, every member gets NewMessage (the sending device excepted: this response is its
         update), and the chat counts as read by the sender up to the new seq. Errors:
         CHAT_NOT_FOUND, INVALID_FIELD (client_msg_id, body), CLIENT_MSG_ID_REUSED, RATE_LIMITED.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SendMessages(self, request, context):
-        """Sends up to 100 messages of one caller in one call, for a gateway coalescing a burst of sends from one device.
-
-        Each item behaves exactly like its own SendMessage call, and items are processed in
-        order, so items for the same chat get increasing seqs in request order. Items succeed or
-        fail independently; only problems of the whole call (authentication, an empty or
-        oversized batch) fail it with a status.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RelaySends(self, request, context):
-        """Sends messages on behalf of several users in one transaction: a gateway pod's coalesced WebSocket sends (group commit).
-
-        Internal: only minitg services may call it, with the internal service credential; the
-        gateway has authenticated every sender on their WebSocket and closes a socket whose
-        session ends. Each item behaves exactly like a SendMessage call by its sender, items
-        are processed in order (items for one chat get increasing seqs in request order), and
-        items succeed or fail independently. The whole batch commits in one database
-        transaction. Only problems of the whole call (the credential, an empty or oversized
-        batch) fail it with a status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -337,65 +271,6 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetStates(self, request, context):
-        """Returns the update-log state of up to 1,000 users at once, for a gateway pod's Hello frames during a burst of connects; internal, service credential only.
-
-        Each state is what GetState would return to that user (a user without a log yet has
-        pts 0). Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no ids, more than
-        1,000, or an id below 1).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListPeers(self, request, context):
-        """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
-
-        The list is capped at 10000 ids (the lowest ids win), which bounds the cost of one
-        presence change; it never contains the user themself. An unknown user has no peers.
-        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetChatMembers(self, request, context):
-        """Returns the current members and the kind of a chat, for other services that fan out per chat (typing, delivery receipts); internal, service credential only.
-
-        Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
-        below 1).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def BatchGetChatMembers(self, request, context):
-        """Returns the current members and the kind of up to 1000 chats in one call, for services that fan out for many chats at once (the delivery receipts of a batch of acks); internal, service credential only.
-
-        A chat that does not exist is left out of the answer instead of failing the call, so
-        one unknown id does not hide the others.
-        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
-        1000, or an id below 1).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def BatchListPeers(self, request, context):
-        """Returns the peers of up to 1000 users in one call, for the presence service's fan-out when many users go online or offline at once; internal, service credential only.
-
-        Each user's peers are exactly what ListPeers returns for that user: everyone sharing at
-        least one chat with them, ascending, never the user themself, capped at 10000 ids (the
-        lowest ids win). Every distinct requested user gets one entry, so a user without peers
-        (an unknown user too) is answered with an empty list rather than left out. The whole
-        batch is answered by one database query.
-        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no user ids, more than
-        1000, or an id below 1).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -429,16 +304,6 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessageRequest.FromString,
                     response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessageResponse.SerializeToString,
             ),
-            'SendMessages': grpc.unary_unary_rpc_method_handler(
-                    servicer.SendMessages,
-                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesRequest.FromString,
-                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesResponse.SerializeToString,
-            ),
-            'RelaySends': grpc.unary_unary_rpc_method_handler(
-                    servicer.RelaySends,
-                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsRequest.FromString,
-                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsResponse.SerializeToString,
-            ),
             'EditMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.EditMessage,
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.EditMessageRequest.FromString,
@@ -469,31 +334,6 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.FromString,
                     response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.SerializeToString,
             ),
-            'GetStates': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetStates,
-                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesRequest.FromString,
-                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesResponse.SerializeToString,
-            ),
-            'ListPeers': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListPeers,
-                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersRequest.FromString,
-                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersResponse.SerializeToString,
-            ),
-            'GetChatMembers': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetChatMembers,
-                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.FromString,
-                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.SerializeToString,
-            ),
-            'BatchGetChatMembers': grpc.unary_unary_rpc_method_handler(
-                    servicer.BatchGetChatMembers,
-                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.FromString,
-                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.SerializeToString,
-            ),
-            'BatchListPeers': grpc.unary_unary_rpc_method_handler(
-                    servicer.BatchListPeers,
-                    request_deserializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersRequest.FromString,
-                    response_serializer=minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersResponse.SerializeToString,
-            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'minitg.chat.v1.ChatService', rpc_method_handlers)
@@ -505,14 +345,12 @@ def add_ChatServiceServicer_to_server(servicer, server):
 class ChatService:
     """ChatService owns chats, membership, messages and every user's update log.
 
-    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
-    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
-    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
-    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
-    API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
-    proto/README.md.
+    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`,
+    AUTH_MODE_USER); the caller is the token's user. The RPCs for other minitg services are
+    in ChatInternalService. A chat the caller is not a member of does not exist for them:
+    asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids cannot be
+    probed. The errors listed per RPC below are the ones specific to it; the API-wide ones
+    (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in proto/README.md.
     """
 
     @staticmethod
@@ -678,60 +516,6 @@ class ChatService:
             _registered_method=True)
 
     @staticmethod
-    def SendMessages(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.chat.v1.ChatService/SendMessages',
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesRequest.SerializeToString,
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.SendMessagesResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RelaySends(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.chat.v1.ChatService/RelaySends',
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsRequest.SerializeToString,
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.RelaySendsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def EditMessage(request,
             target,
             options=(),
@@ -883,141 +667,6 @@ class ChatService:
             '/minitg.chat.v1.ChatService/GetDifference',
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceRequest.SerializeToString,
             minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetDifferenceResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetStates(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.chat.v1.ChatService/GetStates',
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesRequest.SerializeToString,
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetStatesResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListPeers(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.chat.v1.ChatService/ListPeers',
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersRequest.SerializeToString,
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.ListPeersResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetChatMembers(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.chat.v1.ChatService/GetChatMembers',
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersRequest.SerializeToString,
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.GetChatMembersResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def BatchGetChatMembers(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.chat.v1.ChatService/BatchGetChatMembers',
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersRequest.SerializeToString,
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchGetChatMembersResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def BatchListPeers(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.chat.v1.ChatService/BatchListPeers',
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersRequest.SerializeToString,
-            minitg_dot_chat_dot_v1_dot_chat__service__pb2.BatchListPeersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,14 +29,12 @@ GRPC_VERSION: str
 class ChatServiceStub:
     """ChatService owns chats, membership, messages and every user's update log.
 
-    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
-    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
-    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
-    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
-    API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
-    proto/README.md.
+    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`,
+    AUTH_MODE_USER); the caller is the token's user. The RPCs for other minitg services are
+    in ChatInternalService. A chat the caller is not a member of does not exist for them:
+    asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids cannot be
+    probed. The errors listed per RPC below are the ones specific to it; the API-wide ones
+    (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in proto/README.md.
     """
 
     @_typing.overload
@@ -95,25 +93,6 @@ class ChatServiceStub:
     update), and the chat counts as read by the sender up to the new seq. Errors:
     CHAT_NOT_FOUND, INVALID_FIELD (client_msg_id, body), CLIENT_MSG_ID_REUSED, RATE_LIMITED.
     """
-    SendMessages: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.SendMessagesRequest, _chat_service_pb2.SendMessagesResponse]
-    """Sends up to 100 messages of one caller in one call, for a gateway coalescing a burst of sends from one device.
-
-    Each item behaves exactly like its own SendMessage call, and items are processed in
-    order, so items for the same chat get increasing seqs in request order. Items succeed or
-    fail independently; only problems of the whole call (authentication, an empty or
-    oversized batch) fail it with a status.
-    """
-    RelaySends: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.RelaySendsRequest, _chat_service_pb2.RelaySendsResponse]
-    """Sends messages on behalf of several users in one transaction: a gateway pod's coalesced WebSocket sends (group commit).
-
-    Internal: only minitg services may call it, with the internal service credential; the
-    gateway has authenticated every sender on their WebSocket and closes a socket whose
-    session ends. Each item behaves exactly like a SendMessage call by its sender, items
-    are processed in order (items for one chat get increasing seqs in request order), and
-    items succeed or fail independently. The whole batch commits in one database
-    transaction. Only problems of the whole call (the credential, an empty or oversized
-    batch) fail it with a status.
-    """
     EditMessage: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.EditMessageRequest, _chat_service_pb2.EditMessageResponse]
     """Replaces the body of one of the caller's own messages.
 
@@ -169,58 +148,17 @@ class ChatServiceStub:
     afterwards by the usual pts rule. An error status may end the stream after some chunks;
     the client keeps what it applied and calls again from its local pts.
     """
-    GetStates: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.GetStatesRequest, _chat_service_pb2.GetStatesResponse]
-    """Returns the update-log state of up to 1,000 users at once, for a gateway pod's Hello frames during a burst of connects; internal, service credential only.
-
-    Each state is what GetState would return to that user (a user without a log yet has
-    pts 0). Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no ids, more than
-    1,000, or an id below 1).
-    """
-    ListPeers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ListPeersRequest, _chat_service_pb2.ListPeersResponse]
-    """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
-
-    The list is capped at 10000 ids (the lowest ids win), which bounds the cost of one
-    presence change; it never contains the user themself. An unknown user has no peers.
-    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
-    """
-    GetChatMembers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.GetChatMembersRequest, _chat_service_pb2.GetChatMembersResponse]
-    """Returns the current members and the kind of a chat, for other services that fan out per chat (typing, delivery receipts); internal, service credential only.
-
-    Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
-    below 1).
-    """
-    BatchGetChatMembers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.BatchGetChatMembersRequest, _chat_service_pb2.BatchGetChatMembersResponse]
-    """Returns the current members and the kind of up to 1000 chats in one call, for services that fan out for many chats at once (the delivery receipts of a batch of acks); internal, service credential only.
-
-    A chat that does not exist is left out of the answer instead of failing the call, so
-    one unknown id does not hide the others.
-    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
-    1000, or an id below 1).
-    """
-    BatchListPeers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.BatchListPeersRequest, _chat_service_pb2.BatchListPeersResponse]
-    """Returns the peers of up to 1000 users in one call, for the presence service's fan-out when many users go online or offline at once; internal, service credential only.
-
-    Each user's peers are exactly what ListPeers returns for that user: everyone sharing at
-    least one chat with them, ascending, never the user themself, capped at 10000 ids (the
-    lowest ids win). Every distinct requested user gets one entry, so a user without peers
-    (an unknown user too) is answered with an empty list rather than left out. The whole
-    batch is answered by one database query.
-    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no user ids, more than
-    1000, or an id below 1).
-    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
     """ChatService owns chats, membership, messages and every user's update log.
 
-    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
-    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
-    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
-    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
-    API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
-    proto/README.md.
+    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`,
+    AUTH_MODE_USER); the caller is the token's user. The RPCs for other minitg services are
+    in ChatInternalService. A chat the caller is not a member of does not exist for them:
+    asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids cannot be
+    probed. The errors listed per RPC below are the ones specific to it; the API-wide ones
+    (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in proto/README.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -275,25 +213,6 @@ class ChatServiceAsyncStub(ChatServiceStub):
     seq, every member gets NewMessage (the sending device excepted: this response is its
     update), and the chat counts as read by the sender up to the new seq. Errors:
     CHAT_NOT_FOUND, INVALID_FIELD (client_msg_id, body), CLIENT_MSG_ID_REUSED, RATE_LIMITED.
-    """
-    SendMessages: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.SendMessagesRequest, _chat_service_pb2.SendMessagesResponse]  # type: ignore[assignment]
-    """Sends up to 100 messages of one caller in one call, for a gateway coalescing a burst of sends from one device.
-
-    Each item behaves exactly like its own SendMessage call, and items are processed in
-    order, so items for the same chat get increasing seqs in request order. Items succeed or
-    fail independently; only problems of the whole call (authentication, an empty or
-    oversized batch) fail it with a status.
-    """
-    RelaySends: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.RelaySendsRequest, _chat_service_pb2.RelaySendsResponse]  # type: ignore[assignment]
-    """Sends messages on behalf of several users in one transaction: a gateway pod's coalesced WebSocket sends (group commit).
-
-    Internal: only minitg services may call it, with the internal service credential; the
-    gateway has authenticated every sender on their WebSocket and closes a socket whose
-    session ends. Each item behaves exactly like a SendMessage call by its sender, items
-    are processed in order (items for one chat get increasing seqs in request order), and
-    items succeed or fail independently. The whole batch commits in one database
-    transaction. Only problems of the whole call (the credential, an empty or oversized
-    batch) fail it with a status.
     """
     EditMessage: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.EditMessageRequest, _chat_service_pb2.EditMessageResponse]  # type: ignore[assignment]
     """Replaces the body of one of the caller's own messages.
@@ -350,57 +269,16 @@ class ChatServiceAsyncStub(ChatServiceStub):
     afterwards by the usual pts rule. An error status may end the stream after some chunks;
     the client keeps what it applied and calls again from its local pts.
     """
-    GetStates: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.GetStatesRequest, _chat_service_pb2.GetStatesResponse]  # type: ignore[assignment]
-    """Returns the update-log state of up to 1,000 users at once, for a gateway pod's Hello frames during a burst of connects; internal, service credential only.
-
-    Each state is what GetState would return to that user (a user without a log yet has
-    pts 0). Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no ids, more than
-    1,000, or an id below 1).
-    """
-    ListPeers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListPeersRequest, _chat_service_pb2.ListPeersResponse]  # type: ignore[assignment]
-    """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
-
-    The list is capped at 10000 ids (the lowest ids win), which bounds the cost of one
-    presence change; it never contains the user themself. An unknown user has no peers.
-    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
-    """
-    GetChatMembers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.GetChatMembersRequest, _chat_service_pb2.GetChatMembersResponse]  # type: ignore[assignment]
-    """Returns the current members and the kind of a chat, for other services that fan out per chat (typing, delivery receipts); internal, service credential only.
-
-    Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
-    below 1).
-    """
-    BatchGetChatMembers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.BatchGetChatMembersRequest, _chat_service_pb2.BatchGetChatMembersResponse]  # type: ignore[assignment]
-    """Returns the current members and the kind of up to 1000 chats in one call, for services that fan out for many chats at once (the delivery receipts of a batch of acks); internal, service credential only.
-
-    A chat that does not exist is left out of the answer instead of failing the call, so
-    one unknown id does not hide the others.
-    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
-    1000, or an id below 1).
-    """
-    BatchListPeers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.BatchListPeersRequest, _chat_service_pb2.BatchListPeersResponse]  # type: ignore[assignment]
-    """Returns the peers of up to 1000 users in one call, for the presence service's fan-out when many users go online or offline at once; internal, service credential only.
-
-    Each user's peers are exactly what ListPeers returns for that user: everyone sharing at
-    least one chat with them, ascending, never the user themself, capped at 10000 ids (the
-    lowest ids win). Every distinct requested user gets one entry, so a user without peers
-    (an unknown user too) is answered with an empty list rather than left out. The whole
-    batch is answered by one database query.
-    Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no user ids, more than
-    1000, or an id below 1).
-    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """ChatService owns chats, membership, messages and every user's update log.
 
-    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`);
-    the caller is the token's user. The internal RPCs for other minitg services
-    (RelaySends, GetStates, ListPeers, GetChatMembers, BatchGetChatMembers, BatchListPeers) take the internal service credential
-    instead and refuse a user's token with PERMISSION_DENIED. A chat the caller is not a
-    member of does not exist for them: asking about it fails with CHAT_NOT_FOUND, never
-    PERMISSION_DENIED, so chat ids cannot be probed. The errors listed per RPC below are the ones specific to it; the
-    API-wide ones (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in
-    proto/README.md.
+    Every RPC needs a valid access token in the `authorization` metadata (`Bearer <token>`,
+    AUTH_MODE_USER); the caller is the token's user. The RPCs for other minitg services are
+    in ChatInternalService. A chat the caller is not a member of does not exist for them:
+    asking about it fails with CHAT_NOT_FOUND, never PERMISSION_DENIED, so chat ids cannot be
+    probed. The errors listed per RPC below are the ones specific to it; the API-wide ones
+    (token reasons, INVALID_FIELD, RATE_LIMITED, UNAVAILABLE, ...) are in proto/README.md.
     """
 
     @_abc_1.abstractmethod
@@ -492,37 +370,6 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def SendMessages(
-        self,
-        request: _chat_service_pb2.SendMessagesRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_chat_service_pb2.SendMessagesResponse, _abc.Awaitable[_chat_service_pb2.SendMessagesResponse]]:
-        """Sends up to 100 messages of one caller in one call, for a gateway coalescing a burst of sends from one device.
-
-        Each item behaves exactly like its own SendMessage call, and items are processed in
-        order, so items for the same chat get increasing seqs in request order. Items succeed or
-        fail independently; only problems of the whole call (authentication, an empty or
-        oversized batch) fail it with a status.
-        """
-
-    @_abc_1.abstractmethod
-    def RelaySends(
-        self,
-        request: _chat_service_pb2.RelaySendsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_chat_service_pb2.RelaySendsResponse, _abc.Awaitable[_chat_service_pb2.RelaySendsResponse]]:
-        """Sends messages on behalf of several users in one transaction: a gateway pod's coalesced WebSocket sends (group commit).
-
-        Internal: only minitg services may call it, with the internal service credential; the
-        gateway has authenticated every sender on their WebSocket and closes a socket whose
-        session ends. Each item behaves exactly like a SendMessage call by its sender, items
-        are processed in order (items for one chat get increasing seqs in request order), and
-        items succeed or fail independently. The whole batch commits in one database
-        transaction. Only problems of the whole call (the credential, an empty or oversized
-        batch) fail it with a status.
-        """
-
-    @_abc_1.abstractmethod
     def EditMessage(
         self,
         request: _chat_service_pb2.EditMessageRequest,
@@ -611,75 +458,6 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         Updates pushed live while the stream runs are buffered by the client and applied
         afterwards by the usual pts rule. An error status may end the stream after some chunks;
         the client keeps what it applied and calls again from its local pts.
-        """
-
-    @_abc_1.abstractmethod
-    def GetStates(
-        self,
-        request: _chat_service_pb2.GetStatesRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_chat_service_pb2.GetStatesResponse, _abc.Awaitable[_chat_service_pb2.GetStatesResponse]]:
-        """Returns the update-log state of up to 1,000 users at once, for a gateway pod's Hello frames during a burst of connects; internal, service credential only.
-
-        Each state is what GetState would return to that user (a user without a log yet has
-        pts 0). Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no ids, more than
-        1,000, or an id below 1).
-        """
-
-    @_abc_1.abstractmethod
-    def ListPeers(
-        self,
-        request: _chat_service_pb2.ListPeersRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_chat_service_pb2.ListPeersResponse, _abc.Awaitable[_chat_service_pb2.ListPeersResponse]]:
-        """Returns every user who shares at least one chat with a user, for the presence service's fan-out; internal, service credential only.
-
-        The list is capped at 10000 ids (the lowest ids win), which bounds the cost of one
-        presence change; it never contains the user themself. An unknown user has no peers.
-        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (user_id below 1).
-        """
-
-    @_abc_1.abstractmethod
-    def GetChatMembers(
-        self,
-        request: _chat_service_pb2.GetChatMembersRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_chat_service_pb2.GetChatMembersResponse, _abc.Awaitable[_chat_service_pb2.GetChatMembersResponse]]:
-        """Returns the current members and the kind of a chat, for other services that fan out per chat (typing, delivery receipts); internal, service credential only.
-
-        Errors: PERMISSION_DENIED (a user's token), CHAT_NOT_FOUND, INVALID_FIELD (chat_id
-        below 1).
-        """
-
-    @_abc_1.abstractmethod
-    def BatchGetChatMembers(
-        self,
-        request: _chat_service_pb2.BatchGetChatMembersRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_chat_service_pb2.BatchGetChatMembersResponse, _abc.Awaitable[_chat_service_pb2.BatchGetChatMembersResponse]]:
-        """Returns the current members and the kind of up to 1000 chats in one call, for services that fan out for many chats at once (the delivery receipts of a batch of acks); internal, service credential only.
-
-        A chat that does not exist is left out of the answer instead of failing the call, so
-        one unknown id does not hide the others.
-        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no chat ids, more than
-        1000, or an id below 1).
-        """
-
-    @_abc_1.abstractmethod
-    def BatchListPeers(
-        self,
-        request: _chat_service_pb2.BatchListPeersRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_chat_service_pb2.BatchListPeersResponse, _abc.Awaitable[_chat_service_pb2.BatchListPeersResponse]]:
-        """Returns the peers of up to 1000 users in one call, for the presence service's fan-out when many users go online or offline at once; internal, service credential only.
-
-        Each user's peers are exactly what ListPeers returns for that user: everyone sharing at
-        least one chat with them, ascending, never the user themself, capped at 10000 ids (the
-        lowest ids win). Every distinct requested user gets one entry, so a user without peers
-        (an unknown user too) is answered with an empty list rather than left out. The whole
-        batch is answered by one database query.
-        Errors: PERMISSION_DENIED (a user's token), INVALID_FIELD (no user ids, more than
-        1000, or an id below 1).
         """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,44 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from minitg.options.v1 import options_pb2 as minitg_dot_options_dot_v1_dot_options__pb2
 from minitg.presence.v1 import presence_pb2 as minitg_dot_presence_dot_v1_dot_presence__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)minitg/presence/v1/presence_service.proto\x12\x12minitg.presence.v1\x1a!minitg/presence/v1/presence.proto\"A\n\x10RelayAcksRequest\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.minitg.presence.v1.RelayedAck\"e\n\nRelayedAck\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x32\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32%.minitg.presence.v1.AckUpdatesRequest\"H\n\x11RelayAcksResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".minitg.presence.v1.RelayAckResult\"\xb4\x01\n\x0eRelayAckResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x42\n\x08metadata\x18\x04 \x03(\x0b\x32\x30.minitg.presence.v1.RelayAckResult.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x18ReportConnectionsRequest\x12\x0e\n\x06pod_id\x18\x01 \x01(\t\x12\x33\n\x06\x65vents\x18\x02 \x03(\x0b\x32#.minitg.presence.v1.ConnectionEvent\"\x1b\n\x19ReportConnectionsResponse\"&\n\x12GetPresenceRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"J\n\x13GetPresenceResponse\x12\x33\n\tpresences\x18\x01 \x03(\x0b\x32 .minitg.presence.v1.UserPresence\"U\n\x10SetTypingRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x30\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32 .minitg.presence.v1.TypingAction\"\x13\n\x11SetTypingResponse\"i\n\x11\x41\x63kUpdatesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07max_pts\x18\x02 \x01(\x03\x12/\n\x05\x63hats\x18\x03 \x03(\x0b\x32 .minitg.presence.v1.ChatDelivery\"\x14\n\x12\x41\x63kUpdatesResponse2\xf4\x03\n\x0fPresenceService\x12p\n\x11ReportConnections\x12,.minitg.presence.v1.ReportConnectionsRequest\x1a-.minitg.presence.v1.ReportConnectionsResponse\x12^\n\x0bGetPresence\x12&.minitg.presence.v1.GetPresenceRequest\x1a\'.minitg.presence.v1.GetPresenceResponse\x12X\n\tSetTyping\x12$.minitg.presence.v1.SetTypingRequest\x1a%.minitg.presence.v1.SetTypingResponse\x12[\n\nAckUpdates\x12%.minitg.presence.v1.AckUpdatesRequest\x1a&.minitg.presence.v1.AckUpdatesResponse\x12X\n\tRelayAcks\x12$.minitg.presence.v1.RelayAcksRequest\x1a%.minitg.presence.v1.RelayAcksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)minitg/presence/v1/presence_service.proto\x12\x12minitg.presence.v1\x1a\x1fminitg/options/v1/options.proto\x1a!minitg/presence/v1/presence.proto\"&\n\x12GetPresenceRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"J\n\x13GetPresenceResponse\x12\x33\n\tpresences\x18\x01 \x03(\x0b\x32 .minitg.presence.v1.UserPresence\"U\n\x10SetTypingRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x30\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32 .minitg.presence.v1.TypingAction\"\x13\n\x11SetTypingResponse\"i\n\x11\x41\x63kUpdatesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07max_pts\x18\x02 \x01(\x03\x12/\n\x05\x63hats\x18\x03 \x03(\x0b\x32 .minitg.presence.v1.ChatDelivery\"\x14\n\x12\x41\x63kUpdatesResponse2\xba\x02\n\x0fPresenceService\x12\x64\n\x0bGetPresence\x12&.minitg.presence.v1.GetPresenceRequest\x1a\'.minitg.presence.v1.GetPresenceResponse\"\x04\xc8\xf3\x18\x02\x12^\n\tSetTyping\x12$.minitg.presence.v1.SetTypingRequest\x1a%.minitg.presence.v1.SetTypingResponse\"\x04\xc8\xf3\x18\x02\x12\x61\n\nAckUpdates\x12%.minitg.presence.v1.AckUpdatesRequest\x1a&.minitg.presence.v1.AckUpdatesResponse\"\x04\xc8\xf3\x18\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'minitg.presence.v1.presence_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RELAYACKRESULT_METADATAENTRY']._loaded_options = None
-  _globals['_RELAYACKRESULT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_RELAYACKSREQUEST']._serialized_start=100
-  _globals['_RELAYACKSREQUEST']._serialized_end=165
-  _globals['_RELAYEDACK']._serialized_start=167
-  _globals['_RELAYEDACK']._serialized_end=268
-  _globals['_RELAYACKSRESPONSE']._serialized_start=270
-  _globals['_RELAYACKSRESPONSE']._serialized_end=342
-  _globals['_RELAYACKRESULT']._serialized_start=345
-  _globals['_RELAYACKRESULT']._serialized_end=525
-  _globals['_RELAYACKRESULT_METADATAENTRY']._serialized_start=478
-  _globals['_RELAYACKRESULT_METADATAENTRY']._serialized_end=525
-  _globals['_REPORTCONNECTIONSREQUEST']._serialized_start=527
-  _globals['_REPORTCONNECTIONSREQUEST']._serialized_end=622
-  _globals['_REPORTCONNECTIONSRESPONSE']._serialized_start=624
-  _globals['_REPORTCONNECTIONSRESPONSE']._serialized_end=651
-  _globals['_GETPRESENCEREQUEST']._serialized_start=653
-  _globals['_GETPRESENCEREQUEST']._serialized_end=691
-  _globals['_GETPRESENCERESPONSE']._serialized_start=693
-  _globals['_GETPRESENCERESPONSE']._serialized_end=767
-  _globals['_SETTYPINGREQUEST']._serialized_start=769
-  _globals['_SETTYPINGREQUEST']._serialized_end=854
-  _globals['_SETTYPINGRESPONSE']._serialized_start=856
-  _globals['_SETTYPINGRESPONSE']._serialized_end=875
-  _globals['_ACKUPDATESREQUEST']._serialized_start=877
-  _globals['_ACKUPDATESREQUEST']._serialized_end=982
-  _globals['_ACKUPDATESRESPONSE']._serialized_start=984
-  _globals['_ACKUPDATESRESPONSE']._serialized_end=1004
-  _globals['_PRESENCESERVICE']._serialized_start=1007
-  _globals['_PRESENCESERVICE']._serialized_end=1507
+  _globals['_PRESENCESERVICE'].methods_by_name['GetPresence']._loaded_options = None
+  _globals['_PRESENCESERVICE'].methods_by_name['GetPresence']._serialized_options = b'\310\363\030\002'
+  _globals['_PRESENCESERVICE'].methods_by_name['SetTyping']._loaded_options = None
+  _globals['_PRESENCESERVICE'].methods_by_name['SetTyping']._serialized_options = b'\310\363\030\002'
+  _globals['_PRESENCESERVICE'].methods_by_name['AckUpdates']._loaded_options = None
+  _globals['_PRESENCESERVICE'].methods_by_name['AckUpdates']._serialized_options = b'\310\363\030\002'
+  _globals['_GETPRESENCEREQUEST']._serialized_start=133
+  _globals['_GETPRESENCEREQUEST']._serialized_end=171
+  _globals['_GETPRESENCERESPONSE']._serialized_start=173
+  _globals['_GETPRESENCERESPONSE']._serialized_end=247
+  _globals['_SETTYPINGREQUEST']._serialized_start=249
+  _globals['_SETTYPINGREQUEST']._serialized_end=334
+  _globals['_SETTYPINGRESPONSE']._serialized_start=336
+  _globals['_SETTYPINGRESPONSE']._serialized_end=355
+  _globals['_ACKUPDATESREQUEST']._serialized_start=357
+  _globals['_ACKUPDATESREQUEST']._serialized_end=462
+  _globals['_ACKUPDATESRESPONSE']._serialized_start=464
+  _globals['_ACKUPDATESRESPONSE']._serialized_end=484
+  _globals['_PRESENCESERVICE']._serialized_start=487
+  _globals['_PRESENCESERVICE']._serialized_end=801
 # @@protoc_insertion_point(module_scope)

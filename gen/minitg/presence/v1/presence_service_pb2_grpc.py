@@ -30,12 +30,10 @@ class PresenceServiceStub:
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
-    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
-    RPC needs a user's
-    access token in the `authorization` metadata, usually forwarded by the gateway. The
-    errors listed per RPC below are the ones specific to it; the API-wide ones are in
-    proto/README.md.
+    50 milliseconds). Every RPC needs a user's access token in the `authorization` metadata
+    (AUTH_MODE_USER), usually forwarded by the gateway; the gateway pods' own RPCs are in
+    PresenceInternalService. The errors listed per RPC below are the ones specific to it;
+    the API-wide ones are in proto/README.md.
     """
 
     def __init__(self, channel):
@@ -44,11 +42,6 @@ class PresenceServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.ReportConnections = channel.unary_unary(
-                '/minitg.presence.v1.PresenceService/ReportConnections',
-                request_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.ReportConnectionsRequest.SerializeToString,
-                response_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.ReportConnectionsResponse.FromString,
-                _registered_method=True)
         self.GetPresence = channel.unary_unary(
                 '/minitg.presence.v1.PresenceService/GetPresence',
                 request_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.GetPresenceRequest.SerializeToString,
@@ -64,11 +57,6 @@ class PresenceServiceStub:
                 request_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesRequest.SerializeToString,
                 response_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesResponse.FromString,
                 _registered_method=True)
-        self.RelayAcks = channel.unary_unary(
-                '/minitg.presence.v1.PresenceService/RelayAcks',
-                request_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksRequest.SerializeToString,
-                response_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksResponse.FromString,
-                _registered_method=True)
 
 
 class PresenceServiceServicer:
@@ -76,30 +64,11 @@ class PresenceServiceServicer:
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
-    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
-    RPC needs a user's
-    access token in the `authorization` metadata, usually forwarded by the gateway. The
-    errors listed per RPC below are the ones specific to it; the API-wide ones are in
-    proto/README.md.
+    50 milliseconds). Every RPC needs a user's access token in the `authorization` metadata
+    (AUTH_MODE_USER), usually forwarded by the gateway; the gateway pods' own RPCs are in
+    PresenceInternalService. The errors listed per RPC below are the ones specific to it;
+    the API-wide ones are in proto/README.md.
     """
-
-    def ReportConnections(self, request, context):
-        """Reports a batch of connection events from one gateway pod, so a pod holding 10,000 sockets makes a few calls instead of 10,000.
-
-        Events are applied in order; a connection that misses heartbeats for the server's
-        time-to-live (three heartbeat intervals by default) counts as disconnected, which is how
-        connections of a pod that died are cleaned up. These events drive presence only: the
-        registry of which pod holds each user's connections, which delivery fan-out uses, is
-        written by the gateway pods themselves, synchronously, as connections open, heartbeat
-        and close. The call returns once the events are applied and any last-seen times are
-        stored; pushes to peers follow asynchronously. Errors: PERMISSION_DENIED (a user's
-        token), INVALID_FIELD (pod_id, more than 10,000 events, an event's user_id below 1 or
-        empty session_id).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def GetPresence(self, request, context):
         """Returns the presence of up to 100 users.
@@ -143,26 +112,9 @@ class PresenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RelayAcks(self, request, context):
-        """Records the acks of many devices in one call: a gateway pod's coalesced AckUpdates frames; internal, service credential only.
-
-        The gateway authenticated every device on its WebSocket; each item behaves exactly like
-        an AckUpdates call by that device, and items succeed or fail independently. The call
-        returns once every valid item's batch is committed. Errors of the whole call:
-        PERMISSION_DENIED (a user's token), INVALID_FIELD (no items, or more than 1,000).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_PresenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'ReportConnections': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportConnections,
-                    request_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.ReportConnectionsRequest.FromString,
-                    response_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.ReportConnectionsResponse.SerializeToString,
-            ),
             'GetPresence': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPresence,
                     request_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.GetPresenceRequest.FromString,
@@ -178,11 +130,6 @@ def add_PresenceServiceServicer_to_server(servicer, server):
                     request_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesRequest.FromString,
                     response_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesResponse.SerializeToString,
             ),
-            'RelayAcks': grpc.unary_unary_rpc_method_handler(
-                    servicer.RelayAcks,
-                    request_deserializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksRequest.FromString,
-                    response_serializer=minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksResponse.SerializeToString,
-            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'minitg.presence.v1.PresenceService', rpc_method_handlers)
@@ -196,40 +143,11 @@ class PresenceService:
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
-    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
-    RPC needs a user's
-    access token in the `authorization` metadata, usually forwarded by the gateway. The
-    errors listed per RPC below are the ones specific to it; the API-wide ones are in
-    proto/README.md.
+    50 milliseconds). Every RPC needs a user's access token in the `authorization` metadata
+    (AUTH_MODE_USER), usually forwarded by the gateway; the gateway pods' own RPCs are in
+    PresenceInternalService. The errors listed per RPC below are the ones specific to it;
+    the API-wide ones are in proto/README.md.
     """
-
-    @staticmethod
-    def ReportConnections(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.presence.v1.PresenceService/ReportConnections',
-            minitg_dot_presence_dot_v1_dot_presence__service__pb2.ReportConnectionsRequest.SerializeToString,
-            minitg_dot_presence_dot_v1_dot_presence__service__pb2.ReportConnectionsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def GetPresence(request,
@@ -302,33 +220,6 @@ class PresenceService:
             '/minitg.presence.v1.PresenceService/AckUpdates',
             minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesRequest.SerializeToString,
             minitg_dot_presence_dot_v1_dot_presence__service__pb2.AckUpdatesResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RelayAcks(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/minitg.presence.v1.PresenceService/RelayAcks',
-            minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksRequest.SerializeToString,
-            minitg_dot_presence_dot_v1_dot_presence__service__pb2.RelayAcksResponse.FromString,
             options,
             channel_credentials,
             insecure,

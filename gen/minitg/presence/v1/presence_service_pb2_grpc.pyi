@@ -31,31 +31,16 @@ class PresenceServiceStub:
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
-    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
-    RPC needs a user's
-    access token in the `authorization` metadata, usually forwarded by the gateway. The
-    errors listed per RPC below are the ones specific to it; the API-wide ones are in
-    proto/README.md.
+    50 milliseconds). Every RPC needs a user's access token in the `authorization` metadata
+    (AUTH_MODE_USER), usually forwarded by the gateway; the gateway pods' own RPCs are in
+    PresenceInternalService. The errors listed per RPC below are the ones specific to it;
+    the API-wide ones are in proto/README.md.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PresenceServiceAsyncStub: ...
-    ReportConnections: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.ReportConnectionsRequest, _presence_service_pb2.ReportConnectionsResponse]
-    """Reports a batch of connection events from one gateway pod, so a pod holding 10,000 sockets makes a few calls instead of 10,000.
-
-    Events are applied in order; a connection that misses heartbeats for the server's
-    time-to-live (three heartbeat intervals by default) counts as disconnected, which is how
-    connections of a pod that died are cleaned up. These events drive presence only: the
-    registry of which pod holds each user's connections, which delivery fan-out uses, is
-    written by the gateway pods themselves, synchronously, as connections open, heartbeat
-    and close. The call returns once the events are applied and any last-seen times are
-    stored; pushes to peers follow asynchronously. Errors: PERMISSION_DENIED (a user's
-    token), INVALID_FIELD (pod_id, more than 10,000 events, an event's user_id below 1 or
-    empty session_id).
-    """
     GetPresence: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.GetPresenceRequest, _presence_service_pb2.GetPresenceResponse]
     """Returns the presence of up to 100 users.
 
@@ -86,14 +71,6 @@ class PresenceServiceStub:
     INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
     below 1 or max_seq below 0).
     """
-    RelayAcks: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.RelayAcksRequest, _presence_service_pb2.RelayAcksResponse]
-    """Records the acks of many devices in one call: a gateway pod's coalesced AckUpdates frames; internal, service credential only.
-
-    The gateway authenticated every device on its WebSocket; each item behaves exactly like
-    an AckUpdates call by that device, and items succeed or fail independently. The call
-    returns once every valid item's batch is committed. Errors of the whole call:
-    PERMISSION_DENIED (a user's token), INVALID_FIELD (no items, or more than 1,000).
-    """
 
 @_typing.type_check_only
 class PresenceServiceAsyncStub(PresenceServiceStub):
@@ -101,28 +78,13 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
-    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
-    RPC needs a user's
-    access token in the `authorization` metadata, usually forwarded by the gateway. The
-    errors listed per RPC below are the ones specific to it; the API-wide ones are in
-    proto/README.md.
+    50 milliseconds). Every RPC needs a user's access token in the `authorization` metadata
+    (AUTH_MODE_USER), usually forwarded by the gateway; the gateway pods' own RPCs are in
+    PresenceInternalService. The errors listed per RPC below are the ones specific to it;
+    the API-wide ones are in proto/README.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    ReportConnections: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.ReportConnectionsRequest, _presence_service_pb2.ReportConnectionsResponse]  # type: ignore[assignment]
-    """Reports a batch of connection events from one gateway pod, so a pod holding 10,000 sockets makes a few calls instead of 10,000.
-
-    Events are applied in order; a connection that misses heartbeats for the server's
-    time-to-live (three heartbeat intervals by default) counts as disconnected, which is how
-    connections of a pod that died are cleaned up. These events drive presence only: the
-    registry of which pod holds each user's connections, which delivery fan-out uses, is
-    written by the gateway pods themselves, synchronously, as connections open, heartbeat
-    and close. The call returns once the events are applied and any last-seen times are
-    stored; pushes to peers follow asynchronously. Errors: PERMISSION_DENIED (a user's
-    token), INVALID_FIELD (pod_id, more than 10,000 events, an event's user_id below 1 or
-    empty session_id).
-    """
     GetPresence: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.GetPresenceRequest, _presence_service_pb2.GetPresenceResponse]  # type: ignore[assignment]
     """Returns the presence of up to 100 users.
 
@@ -153,46 +115,17 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
     below 1 or max_seq below 0).
     """
-    RelayAcks: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.RelayAcksRequest, _presence_service_pb2.RelayAcksResponse]  # type: ignore[assignment]
-    """Records the acks of many devices in one call: a gateway pod's coalesced AckUpdates frames; internal, service credential only.
-
-    The gateway authenticated every device on its WebSocket; each item behaves exactly like
-    an AckUpdates call by that device, and items succeed or fail independently. The call
-    returns once every valid item's batch is committed. Errors of the whole call:
-    PERMISSION_DENIED (a user's token), INVALID_FIELD (no items, or more than 1,000).
-    """
 
 class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """PresenceService owns online status and last seen, typing, and per-device delivery watermarks.
 
     It turns what it learns into PresenceChanged, TypingChanged and MessagesDelivered events
     for the online members of the chats concerned, batching writes and fan-out (about every
-    50 milliseconds). ReportConnections and RelayAcks are called by gateway pods with the
-    internal service credential and refuse user tokens with PERMISSION_DENIED; every other
-    RPC needs a user's
-    access token in the `authorization` metadata, usually forwarded by the gateway. The
-    errors listed per RPC below are the ones specific to it; the API-wide ones are in
-    proto/README.md.
+    50 milliseconds). Every RPC needs a user's access token in the `authorization` metadata
+    (AUTH_MODE_USER), usually forwarded by the gateway; the gateway pods' own RPCs are in
+    PresenceInternalService. The errors listed per RPC below are the ones specific to it;
+    the API-wide ones are in proto/README.md.
     """
-
-    @_abc_1.abstractmethod
-    def ReportConnections(
-        self,
-        request: _presence_service_pb2.ReportConnectionsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_presence_service_pb2.ReportConnectionsResponse, _abc.Awaitable[_presence_service_pb2.ReportConnectionsResponse]]:
-        """Reports a batch of connection events from one gateway pod, so a pod holding 10,000 sockets makes a few calls instead of 10,000.
-
-        Events are applied in order; a connection that misses heartbeats for the server's
-        time-to-live (three heartbeat intervals by default) counts as disconnected, which is how
-        connections of a pod that died are cleaned up. These events drive presence only: the
-        registry of which pod holds each user's connections, which delivery fan-out uses, is
-        written by the gateway pods themselves, synchronously, as connections open, heartbeat
-        and close. The call returns once the events are applied and any last-seen times are
-        stored; pushes to peers follow asynchronously. Errors: PERMISSION_DENIED (a user's
-        token), INVALID_FIELD (pod_id, more than 10,000 events, an event's user_id below 1 or
-        empty session_id).
-        """
 
     @_abc_1.abstractmethod
     def GetPresence(
@@ -240,20 +173,6 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         watermark is stored. Errors: PERMISSION_DENIED (session_id of another session),
         INVALID_FIELD (max_pts below 0, chats with more than 100 entries, an entry's chat_id
         below 1 or max_seq below 0).
-        """
-
-    @_abc_1.abstractmethod
-    def RelayAcks(
-        self,
-        request: _presence_service_pb2.RelayAcksRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_presence_service_pb2.RelayAcksResponse, _abc.Awaitable[_presence_service_pb2.RelayAcksResponse]]:
-        """Records the acks of many devices in one call: a gateway pod's coalesced AckUpdates frames; internal, service credential only.
-
-        The gateway authenticated every device on its WebSocket; each item behaves exactly like
-        an AckUpdates call by that device, and items succeed or fail independently. The call
-        returns once every valid item's batch is committed. Errors of the whole call:
-        PERMISSION_DENIED (a user's token), INVALID_FIELD (no items, or more than 1,000).
         """
 
 def add_PresenceServiceServicer_to_server(servicer: PresenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
