@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway import rest_auth, rest_chats, rest_users, ws_handler
 from gateway.deps import DEPS, GatewayDeps
-from gateway.middleware import harden_headers, observe
+from gateway.middleware import harden_headers, observe, quiet_client_protocol_errors
 from gateway.ws_handler import WS, WsRuntime
 from svckit import metrics
 from svckit.grpc_server import run_checks
@@ -24,6 +24,7 @@ def create_app(deps: GatewayDeps, ws: WsRuntime) -> web.Application:
     """Build the gateway application around already-opened dependencies."""
     app = web.Application(middlewares=[observe], client_max_size=MAX_BODY_BYTES)
     app.on_response_prepare.append(harden_headers)
+    quiet_client_protocol_errors()
     app[DEPS] = deps
     app[WS] = ws
     app.router.add_get("/v1/health", health)

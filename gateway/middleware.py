@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from svckit import metrics
 from svckit.errors import ErrorDetails, error_details
@@ -134,3 +135,26 @@ async def harden_headers(request: web.Request, response: web.StreamResponse) -> 
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
     allow = exc.headers.get("Allow")
     return {"Allow": allow} if allow else {}
+
+
+class ClientProtocolErrors(logging.Filter):
+    """Turns aiohttp's ERROR-with-traceback for an unparseable request (a bad request
+    line, a header over 8 KiB, a broken chunk: the client's fault, already answered 400)
+    into a one-line WARNING: anyone on the internet can send those, and they must neither
+    fill the log with tracebacks nor trip alerts on ERROR records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            first_line = (str(exc.message).splitlines() or [""])[0]
+            record.msg, record.args = f"{record.getMessage()}: {first_line}", None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_protocol_errors() -> None:
+    """Install ``ClientProtocolErrors`` on aiohttp's server logger (once per process)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientProtocolErrors) for f in server_log.filters):
+        server_log.addFilter(ClientProtocolErrors())

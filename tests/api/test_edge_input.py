@@ -5,6 +5,7 @@ Each answer is a 400/422 in the documented error shape, never a 500; both shapes
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -224,3 +225,29 @@ async def test_metrics_are_not_served_on_the_public_port(rest_system: RestFactor
     """``GET /metrics`` on the gateway's HTTP port is 404: metrics live on their own address."""
     async with rest_system() as (_, rest):
         assert (404, "NOT_FOUND", "") == _error(await rest.call("GET", "/metrics"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /v1/users/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        b"GET /v1/\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/chats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["header over 8 KiB", "byte 0xff in the path", "broken chunk"],
+)
+async def test_unparseable_requests_are_400_without_error_logs(
+    rest_system: RestFactory, raw: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request aiohttp cannot parse is answered 400 and logged as a one-line WARNING,
+    never as an ERROR with a traceback (anyone on the internet can send one)."""
+    import asyncio
+
+    async with rest_system() as (system, _):
+        host, port = system.http_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(raw)
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0]
+        assert [] == [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
