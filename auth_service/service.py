@@ -1,6 +1,6 @@
 """The auth service's use cases: register, sign in, refresh, sign out, sessions, profiles.
 
-Reads like the flows in DESIGN.md: validate (domain), do the I/O (adapters), decide
+Reads like the flows in docs/ARCHITECTURE.md: validate (domain), do the I/O (adapters), decide
 (domain), issue tokens. Every failure is a DomainError with the reason the client sees.
 """
 
