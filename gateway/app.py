@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import rest_auth, rest_chats, rest_users, ws_handler
+from gateway import openapi, rest_auth, rest_chats, rest_users, ws_handler
 from gateway.deps import DEPS, GatewayDeps
 from gateway.middleware import harden_headers, observe, quiet_client_protocol_errors
 from gateway.ws_handler import WS, WsRuntime
@@ -32,6 +32,7 @@ def create_app(deps: GatewayDeps, ws: WsRuntime) -> web.Application:
     rest_users.add_routes(app)
     rest_chats.add_routes(app)
     ws_handler.add_routes(app)
+    openapi.add_routes(app)  # describes every route above: GET /v1/openapi.json and /docs
     return app
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from svckit.errors import InvalidArgument, InvalidField
 
@@ -80,18 +83,6 @@ def check_text(where: str, text: str) -> str:
     return text
 
 
-def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str:
-    """A string field; absent optional fields are ''."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise InvalidField(name, f"{name} is required")
-        return ""
-    if not isinstance(value, str):
-        raise InvalidField(name, f"{name} must be a string")
-    return value
-
-
 def int_value(
     value: object, name: str, *, minimum: int = INT64_MIN, maximum: int = INT64_MAX
 ) -> int:
@@ -101,11 +92,6 @@ def int_value(
     if not minimum <= value <= maximum:
         raise InvalidField(name, f"{name} must be between {minimum} and {maximum}")
     return value
-
-
-def id_value(value: object, name: str) -> int:
-    """A JSON id: an integer in 1..2^63-1."""
-    return int_value(value, name, minimum=1)
 
 
 def int_param(
@@ -129,3 +115,92 @@ def int_param(
 def page_size_param(request: web.Request) -> int:
     """``page_size`` (an int32 in every request message; the service clamps and rejects)."""
     return int_param(request, "page_size", minimum=INT32_MIN, maximum=INT32_MAX)
+
+
+# --- The proto3 JSON mapping, with minitg's two documented deviations ------------------
+# Requests: a field is found by its proto name (snake_case) or its lowerCamelCase JSON
+# name, as proto3 JSON parsers must; 64-bit integers are JSON numbers or decimal strings.
+# Responses print proto names and 64-bit integers as JSON numbers (every id minitg issues
+# is below 2^53). Hand-written rather than json_format.ParseDict because ParseDict takes
+# "1_000", " 1" and 1.0 as integers and its errors name no field, while the error contract
+# is 422 INVALID_FIELD with the field's name in metadata.
+_FD = FieldDescriptor
+_INT32_TYPES = (_FD.TYPE_INT32, _FD.TYPE_SINT32, _FD.TYPE_SFIXED32)
+_INT64_TYPES = (_FD.TYPE_INT64, _FD.TYPE_SINT64, _FD.TYPE_SFIXED64)
+
+M = TypeVar("M", bound=Message)
+
+
+def parse_message(body: dict[str, Any], message: M, *, required: tuple[str, ...] = ()) -> M:
+    """Fill ``message`` from a JSON object; unknown keys are ignored (forward compatible).
+
+    Each name in ``required`` must be present (under either of its names).
+    """
+    for field in cast("list[FieldDescriptor]", message.DESCRIPTOR.fields):
+        value = body.get(field.name, body.get(field.json_name))
+        if value is None:
+            if field.name in required:
+                raise InvalidField(field.name, f"{field.name} is required")
+            continue
+        if field.is_repeated:
+            if not isinstance(value, list):
+                raise InvalidField(field.name, f"{field.name} must be a list")
+            getattr(message, field.name).extend(_scalar(field, v) for v in value)
+        else:
+            setattr(message, field.name, _scalar(field, value))
+    return message
+
+
+def _scalar(field: FieldDescriptor, value: object) -> object:
+    name = field.name
+    if field.type == _FD.TYPE_STRING:
+        if not isinstance(value, str):
+            raise InvalidField(name, f"{name} must be a string")
+        return value
+    if field.type == _FD.TYPE_BOOL:
+        if not isinstance(value, bool):
+            raise InvalidField(name, f"{name} must be true or false")
+        return value
+    if field.type == _FD.TYPE_ENUM:
+        return _enum(field, value)
+    if field.type in _INT32_TYPES:
+        return int_value(_number(value, name), name, minimum=INT32_MIN, maximum=INT32_MAX)
+    if field.type in _INT64_TYPES:
+        return int_value(_number(value, name), name)
+    raise InvalidField(name, f"{name} cannot be set over REST")
+
+
+def _number(value: object, name: str) -> object:
+    """A decimal string is the number it spells (proto3 JSON's int64 form)."""
+    if isinstance(value, str):
+        if not _INTEGER.fullmatch(value):
+            raise InvalidField(name, f"{name} must be an integer")
+        return int(value)
+    return value
+
+
+def _enum(field: FieldDescriptor, value: object) -> int:
+    enum = field.enum_type
+    assert enum is not None
+    if isinstance(value, str) and value in enum.values_by_name:
+        return int(enum.values_by_name[value].number)
+    if type(value) is int and value in enum.values_by_number:
+        return value
+    names = ", ".join(v.name for v in enum.values if v.number)
+    raise InvalidField(field.name, f"{field.name} must be one of {names}")
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A response message's JSON: proto names, every field printed, int64 as numbers."""
+    return json_format.MessageToDict(
+        message,
+        always_print_fields_with_no_presence=True,
+        preserving_proto_field_name=True,
+        unquote_int64_if_possible=True,
+    )
+
+
+def message_response(
+    message: Message, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(message_json(message), status=status, headers=headers)

@@ -1,8 +1,11 @@
 """REST endpoints for accounts and sessions: ``/v1/auth/*`` and the JWKS document.
 
-Each handler reads JSON, calls ``AuthService`` over gRPC (forwarding the caller's bearer
-token, or for sign-in calls the client's IP, which the auth service rate limits by) and
-shapes the JSON answer. The refresh token
+Each handler reads the request message's JSON (``http_json.parse_message``), calls
+``AuthService`` over gRPC (forwarding the caller's bearer token, or for sign-in calls the
+client's IP, which the auth service rate limits by) and answers the response message's JSON.
+One shape differs on purpose: register, login and refresh flatten the TokenPair into the
+OAuth 2.0 token-response fields (RFC 6749 section 5.1: ``access_token``, ``token_type``,
+``expires_in``, ``refresh_token``) that HTTP client libraries expect, and the refresh token
 also travels in an HttpOnly cookie scoped to ``/v1/auth`` for browser clients.
 """
 
@@ -14,7 +17,13 @@ from aiohttp import web
 from minitg.auth.v1 import auth_pb2, auth_service_pb2
 
 from gateway.deps import DEPS, GatewayDeps
-from gateway.http_json import page_size_param, read_object, text_field
+from gateway.http_json import (
+    message_json,
+    message_response,
+    page_size_param,
+    parse_message,
+    read_object,
+)
 from gateway.ratelimit import client_metadata
 from svckit.authn import AUTHORIZATION
 
@@ -28,18 +37,11 @@ def forward_token(request: web.Request) -> tuple[tuple[str, str], ...]:
     return ((AUTHORIZATION, value),) if value else ()
 
 
-def user_json(user: auth_pb2.User) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": user.id, "display_name": user.display_name}
-    if user.email:
-        body["email"] = user.email
-    return body
-
-
 def _signed_in(deps: GatewayDeps, reply: Any, status: int) -> web.Response:
     tokens = reply.tokens
     response = web.json_response(
         {
-            "user": user_json(reply.user),
+            "user": message_json(reply.user),
             "session_id": reply.session_id,
             **_token_json(tokens),
         },
@@ -74,13 +76,9 @@ def _set_refresh_cookie(deps: GatewayDeps, response: web.Response, tokens: Any) 
 async def register(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     body = await read_object(request)
-    email = text_field(body, "email")
-    password = text_field(body, "password")
-    display_name = text_field(body, "display_name")
-    device_name = text_field(body, "device_name", required=False)
     reply = await deps.clients.auth.Register(
-        auth_service_pb2.RegisterRequest(
-            email=email, password=password, display_name=display_name, device_name=device_name
+        parse_message(
+            body, auth_service_pb2.RegisterRequest(), required=("email", "password", "display_name")
         ),
         metadata=client_metadata(request, deps.cfg),
     )
@@ -90,11 +88,8 @@ async def register(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     body = await read_object(request)
-    email = text_field(body, "email")
-    password = text_field(body, "password")
-    device_name = text_field(body, "device_name", required=False)
     reply = await deps.clients.auth.Login(
-        auth_service_pb2.LoginRequest(email=email, password=password, device_name=device_name),
+        parse_message(body, auth_service_pb2.LoginRequest(), required=("email", "password")),
         metadata=client_metadata(request, deps.cfg),
     )
     return _signed_in(deps, reply, 200)
@@ -103,11 +98,10 @@ async def login(request: web.Request) -> web.Response:
 async def refresh(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     body = await read_object(request, allow_empty=True)
-    token = text_field(body, "refresh_token", required=False) or request.cookies.get(
-        REFRESH_COOKIE, ""
-    )
+    req = parse_message(body, auth_service_pb2.RefreshRequest())
+    req.refresh_token = req.refresh_token or request.cookies.get(REFRESH_COOKIE, "")
     reply = await deps.clients.auth.Refresh(
-        auth_service_pb2.RefreshRequest(refresh_token=token),
+        req,
         metadata=client_metadata(request, deps.cfg),
     )
     response = web.json_response({"session_id": reply.session_id, **_token_json(reply.tokens)})
@@ -135,17 +129,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         ),
         metadata=forward_token(request),
     )
-    sessions = [
-        {
-            "id": s.id,
-            "device_name": s.device_name,
-            "created_at_ms": s.created_at_ms,
-            "last_used_at_ms": s.last_used_at_ms,
-            "current": s.current,
-        }
-        for s in reply.sessions
-    ]
-    return web.json_response({"sessions": sessions, "next_page_token": reply.next_page_token})
+    return message_response(reply)
 
 
 async def revoke_session(request: web.Request) -> web.Response:
@@ -164,11 +148,7 @@ async def revoke_session(request: web.Request) -> web.Response:
 async def jwks(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     reply = await deps.clients.auth.GetJwks(auth_service_pb2.GetJwksRequest())
-    keys = [
-        {"kid": k.kid, "kty": k.kty, "crv": k.crv, "x": k.x, "y": k.y, "alg": k.alg, "use": k.use}
-        for k in reply.keys
-    ]
-    return web.json_response({"keys": keys}, headers={"Cache-Control": "public, max-age=300"})
+    return message_response(reply, headers={"Cache-Control": "public, max-age=300"})
 
 
 def add_routes(app: web.Application) -> None:

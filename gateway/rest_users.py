@@ -1,4 +1,7 @@
-"""REST endpoints for profiles: ``/v1/users/me``, ``/v1/users/{id}``, ``/v1/users?email=``."""
+"""REST endpoints for profiles: ``/v1/users/me``, ``/v1/users/{id}``, ``/v1/users?email=``.
+
+Each answer is the GetUserResponse / LookupUserResponse JSON: ``{"user": User}``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from aiohttp import web
 from minitg.auth.v1 import auth_service_pb2
 
 from gateway.deps import DEPS
-from gateway.http_json import int_param
-from gateway.rest_auth import user_json
+from gateway.http_json import int_param, message_response
 from svckit.errors import InvalidField
 
 
@@ -17,7 +19,7 @@ async def me(request: web.Request) -> web.Response:
     reply = await deps.clients.auth.GetUser(
         auth_service_pb2.GetUserRequest(user_id=principal.user_id), metadata=principal.metadata()
     )
-    return web.json_response({"user": user_json(reply.user)})
+    return message_response(reply)
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -27,7 +29,7 @@ async def get_user(request: web.Request) -> web.Response:
     reply = await deps.clients.auth.GetUser(
         auth_service_pb2.GetUserRequest(user_id=user_id), metadata=principal.metadata()
     )
-    return web.json_response({"user": user_json(reply.user)})
+    return message_response(reply)
 
 
 async def find_user(request: web.Request) -> web.Response:
@@ -40,7 +42,7 @@ async def find_user(request: web.Request) -> web.Response:
     reply = await deps.clients.auth.LookupUser(
         auth_service_pb2.LookupUserRequest(email=email), metadata=principal.metadata()
     )
-    return web.json_response({"user": user_json(reply.user)})
+    return message_response(reply)
 
 
 def add_routes(app: web.Application) -> None:

@@ -76,16 +76,20 @@ class RestClient:
         return _account(body, email)
 
     async def direct_chat(self, token: str, peer_id: int) -> dict[str, Any]:
-        chat: dict[str, Any] = await self.call(
-            "POST", "/v1/chats", token=token, json={"kind": "direct", "peer_id": peer_id}
-        )
+        """The direct chat with ``peer_id`` (the Chat of CreateChatResponse)."""
+        body = await self.call(
+            "POST", "/v1/chats", token=token,
+            json={"kind": "CHAT_KIND_DIRECT", "peer_user_id": peer_id},
+        )  # fmt: skip
+        chat: dict[str, Any] = body["chat"]
         return chat
 
     async def group_chat(self, token: str, title: str, member_ids: list[int]) -> dict[str, Any]:
-        chat: dict[str, Any] = await self.call(
+        body = await self.call(
             "POST", "/v1/chats", token=token,
-            json={"kind": "group", "title": title, "member_ids": member_ids},
+            json={"kind": "CHAT_KIND_GROUP", "title": title, "member_user_ids": member_ids},
         )  # fmt: skip
+        chat: dict[str, Any] = body["chat"]
         return chat
 
     async def chats(self, token: str, page_token: str = "") -> dict[str, Any]:

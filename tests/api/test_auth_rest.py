@@ -25,7 +25,7 @@ async def test_register_returns_201_tokens_and_cookie(rest_system: RestFactory) 
         reply = await rest.register("alice", email="Alice@Example.org", device_name="phone")
         assert 201 == reply.status
         body = reply.body
-        assert {"id", "email", "display_name"} == set(body["user"])
+        assert {"id", "email", "display_name", "created_at_ms"} == set(body["user"])
         assert "Alice@Example.org" == body["user"]["email"]
         assert ("Bearer", 900) == (body["token_type"], body["expires_in"])
         assert body["access_token"] and body["refresh_token"] and body["session_id"]
@@ -219,7 +219,12 @@ async def test_profiles_and_lookup(rest_system: RestFactory) -> None:
         lea = (await rest.register("lea")).body
         token = lea["access_token"]
         other = await rest.call("GET", f"/v1/users/{kim['user']['id']}", token=token)
-        assert {"id": kim["user"]["id"], "display_name": "kim"} == other.body["user"]
+        assert {
+            "id": kim["user"]["id"],
+            "display_name": "kim",
+            "email": "",
+            "created_at_ms": kim["user"]["created_at_ms"],
+        } == other.body["user"]
         found = await rest.call("GET", "/v1/users?email=kim@example.ORG", token=token)
         assert kim["user"]["id"] == found.body["user"]["id"]
         assert (404, "USER_NOT_FOUND") == _error(

@@ -43,20 +43,35 @@ _INTEGER_CASES = [
     ("GET", f"/v1/chats/1/messages?before_seq={HUGE}", None, (422, "INVALID_FIELD", "before_seq")),
     ("GET", f"/v1/chats/1/messages?page_size={HUGE}", None, (422, "INVALID_FIELD", "page_size")),
     ("GET", "/v1/chats/1e22", None, (422, "INVALID_FIELD", "chat_id")),
-    ("POST", "/v1/chats", {"kind": "direct", "peer_id": 10**22}, (422, "INVALID_FIELD", "peer_id")),
-    ("POST", "/v1/chats", {"kind": "direct", "peer_id": 1e22}, (422, "INVALID_FIELD", "peer_id")),
-    ("POST", "/v1/chats", {"kind": "direct", "peer_id": 0.0}, (422, "INVALID_FIELD", "peer_id")),
     (
         "POST",
         "/v1/chats",
-        {"kind": "group", "title": "g", "member_ids": [2**64]},
-        (422, "INVALID_FIELD", "member_ids"),
+        {"kind": "CHAT_KIND_DIRECT", "peer_user_id": 10**22},
+        (422, "INVALID_FIELD", "peer_user_id"),
     ),
     (
         "POST",
         "/v1/chats",
-        {"kind": "group", "title": "g", "member_ids": [1e22]},
-        (422, "INVALID_FIELD", "member_ids"),
+        {"kind": "CHAT_KIND_DIRECT", "peer_user_id": 1e22},
+        (422, "INVALID_FIELD", "peer_user_id"),
+    ),
+    (
+        "POST",
+        "/v1/chats",
+        {"kind": "CHAT_KIND_DIRECT", "peer_user_id": 0.0},
+        (422, "INVALID_FIELD", "peer_user_id"),
+    ),
+    (
+        "POST",
+        "/v1/chats",
+        {"kind": "CHAT_KIND_GROUP", "title": "g", "member_user_ids": [2**64]},
+        (422, "INVALID_FIELD", "member_user_ids"),
+    ),
+    (
+        "POST",
+        "/v1/chats",
+        {"kind": "CHAT_KIND_GROUP", "title": "g", "member_user_ids": [1e22]},
+        (422, "INVALID_FIELD", "member_user_ids"),
     ),
     (
         "POST",
@@ -75,9 +90,24 @@ _MALFORMED_CASES = [
         (400, "MALFORMED_REQUEST", ""),
     ),
     ("POST", "/v1/auth/login", DEEP, (400, "MALFORMED_REQUEST", "")),
-    ("POST", "/v1/chats", b'{"kind": "group", "title": "\\ud800"}', (400, "MALFORMED_REQUEST", "")),
-    ("POST", "/v1/chats", b'{"kind": "group", "title": NaN}', (400, "MALFORMED_REQUEST", "")),
-    ("POST", "/v1/chats", b'{"kind": "group", "\\udfff": 1}', (400, "MALFORMED_REQUEST", "")),
+    (
+        "POST",
+        "/v1/chats",
+        b'{"kind": "CHAT_KIND_GROUP", "title": "\\ud800"}',
+        (400, "MALFORMED_REQUEST", ""),
+    ),
+    (
+        "POST",
+        "/v1/chats",
+        b'{"kind": "CHAT_KIND_GROUP", "title": NaN}',
+        (400, "MALFORMED_REQUEST", ""),
+    ),
+    (
+        "POST",
+        "/v1/chats",
+        b'{"kind": "CHAT_KIND_GROUP", "\\udfff": 1}',
+        (400, "MALFORMED_REQUEST", ""),
+    ),
 ]
 
 

@@ -55,7 +55,7 @@ async def test_curl_walkthrough_runs_as_printed(tmp_path: Path) -> None:
     assert 2 == lines.count("204"), out  # the session revoke and the logout
     assert '"email": "ann@example.org"' in out, out  # /v1/users/me
     assert out.count('"display_name": "Bob"') >= 2, out  # Bob by id and by email
-    assert '"kind": "direct"' in out, out
+    assert '"kind": "CHAT_KIND_DIRECT"' in out, out
     assert '"keys"' in out, out
 
 

@@ -80,35 +80,40 @@ async def test_rest_chat_changes_leave_no_gap_on_the_acting_socket(
                 token = ann.access_token
                 direct = await rest.call(
                     "POST", "/v1/chats", token=token,
-                    json={"kind": "direct", "peer_id": bob.user_id},
+                    json={"kind": "CHAT_KIND_DIRECT", "peer_user_id": bob.user_id},
                 )  # fmt: skip
                 answered.append(pts_of(direct))
                 again = await rest.call(
                     "POST", "/v1/chats", token=token,
-                    json={"kind": "direct", "peer_id": bob.user_id},
+                    json={"kind": "CHAT_KIND_DIRECT", "peer_user_id": bob.user_id},
                 )  # fmt: skip
-                assert (direct["id"], 0, 0) == (again["id"], again["pts"], again["pts_count"])
+                assert (direct["chat"]["id"], 0, 0) == (
+                    again["chat"]["id"], again["pts"], again["pts_count"]
+                )
                 group = await rest.call(
                     "POST", "/v1/chats", token=token,
-                    json={"kind": "group", "title": "g", "member_ids": [bob.user_id]},
+                    json={
+                        "kind": "CHAT_KIND_GROUP", "title": "g", "member_user_ids": [bob.user_id]
+                    },
                 )  # fmt: skip
                 answered.append(pts_of(group))
                 invited = await rest.call(
-                    "POST", f"/v1/chats/{group['id']}/invite", token=token,
+                    "POST", f"/v1/chats/{group['chat']['id']}/invite", token=token,
                     json={"user_ids": [cat.user_id]},
                 )  # fmt: skip
                 answered.append(pts_of(invited))
                 # Someone else's change in between is pushed to both of Ann's devices.
                 await rest.call(
-                    "POST", f"/v1/chats/{group['id']}/invite", token=bob.access_token,
+                    "POST", f"/v1/chats/{group['chat']['id']}/invite", token=bob.access_token,
                     json={"user_ids": [dan.user_id]},
                 )  # fmt: skip
-                left = await rest.call("POST", f"/v1/chats/{group['id']}/leave", token=token)
+                group_id = group["chat"]["id"]
+                left = await rest.call("POST", f"/v1/chats/{group_id}/leave", token=token)
                 answered.append(pts_of(left))
                 # A last change by someone else marks the end of what Ann's devices get.
                 await rest.call(
                     "POST", "/v1/chats", token=cat.access_token,
-                    json={"kind": "direct", "peer_id": ann.user_id},
+                    json={"kind": "CHAT_KIND_DIRECT", "peer_user_id": ann.user_id},
                 )  # fmt: skip
                 # Ann's log: her 3 changes, Bob's invite, her leave, Cat's chat.
                 final = first + 6

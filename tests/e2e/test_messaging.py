@@ -170,7 +170,7 @@ async def test_retried_send_creates_one_message(cluster: Cluster) -> None:
             await asyncio.sleep(0.5)
             assert b.updates.empty()
         history = await rest.history(ann.access_token, chat["id"])
-        assert ["once"] == [m["text"] for m in history["messages"]]
+        assert ["once"] == [m["body"]["text"] for m in history["messages"]]
 
 
 async def test_bad_input_never_takes_a_gateway_down(cluster: Cluster) -> None:
