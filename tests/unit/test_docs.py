@@ -7,6 +7,7 @@ every one it names must exist (and its send path stays within six files).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -19,12 +20,17 @@ LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 CODE_PATH = re.compile(r"\b((?:[\w.-]+/)+[\w.-]+\.(?:py|proto|md|yaml))(?:::(\w+))?")
 
 
+def repo_files(suffixes: set[str]) -> list[Path]:
+    """The repo's own files with one of ``suffixes`` (generated and vendored trees pruned)."""
+    found = []
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        found += [Path(root, name) for name in files if Path(name).suffix in suffixes]
+    return sorted(found)
+
+
 def markdown_files() -> list[Path]:
-    return sorted(
-        path
-        for path in REPO.rglob("*.md")
-        if not SKIP_DIRS.intersection(path.relative_to(REPO).parts)
-    )
+    return repo_files({".md"})
 
 
 def test_relative_links_land_on_files_inside_the_repo() -> None:
@@ -38,6 +44,19 @@ def test_relative_links_land_on_files_inside_the_repo() -> None:
             if not resolved.is_relative_to(REPO) or not resolved.exists():
                 broken.append(f"{doc.relative_to(REPO)}: {target}")
     assert [] == broken
+
+
+def test_no_file_points_to_docs_outside_the_repo() -> None:
+    """No source, doc or manifest refers to the design notes that live outside the repo."""
+    outside = ("../shared/", "DESIGN.md")
+    suffixes = {".md", ".py", ".proto", ".yaml", ".yml", ".sh", ".toml", ".cfg"}
+    found = []
+    for path in repo_files(suffixes):
+        if path == Path(__file__).resolve():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found += [f"{path.relative_to(REPO)}: {name}" for name in outside if name in text]
+    assert [] == found
 
 
 def test_architecture_names_only_existing_files_and_tests() -> None:
