@@ -157,7 +157,7 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         ],
     ) -> auth_service_pb2.GetUserResponse:
         caller = current_principal()
-        user = await self._cases.user(request.user_id)
+        user = await self._cases.user(request.user_id or caller.user_id)  # 0: the caller
         return auth_service_pb2.GetUserResponse(user=_user(user, private=user.id == caller.user_id))
 
     async def BatchGetUsers(
