@@ -22,6 +22,7 @@ from minitg.auth.v1 import auth_service_pb2 as auth
 from minitg.chat.v1 import chat_service_pb2 as chat
 
 from gateway.openapi_schema import Schema, SchemaSet, request_body, scalar
+from svckit.reasons import HTTP_STATUS_BY_REASON
 
 OPENAPI_PATH = "/v1/openapi.json"
 DOCS_PATH = "/docs"
@@ -229,14 +230,8 @@ Register, login and refresh answer OAuth 2.0 token fields instead of a nested To
 Errors are `{"error": {"code", "message", "metadata"}}` with the reasons of proto/README.md.
 Real-time traffic (sending, receiving) is on the WebSocket: docs/PROTOCOL.md."""
 
-# The HTTP status of each reason named in OPERATIONS (proto/README.md's table).
-_REASON_STATUS = {
-    "INVALID_FIELD": 422, "EMAIL_TAKEN": 409, "CLIENT_REQUEST_ID_REUSED": 409, "CHAT_FULL": 409,
-    "GROUP_CHAT_REQUIRED": 409, "RATE_LIMITED": 429, "INVALID_CREDENTIALS": 401,
-    "REFRESH_TOKEN_INVALID": 401, "REFRESH_TOKEN_REUSED": 401, "PERMISSION_DENIED": 403,
-    "CHAT_NOT_FOUND": 404, "USER_NOT_FOUND": 404, "NOT_FOUND": 404, "SESSION_NOT_FOUND": 404,
-    "UNAVAILABLE": 503,
-}  # fmt: skip
+# The HTTP status of each reason named in OPERATIONS: the catalogue's (svckit.reasons).
+_REASON_STATUS = HTTP_STATUS_BY_REASON
 _PATH_INTEGERS = {"chat_id", "user_id"}
 _MEDIA = {"text/plain", "text/html", "application/json"}
 
