@@ -92,13 +92,15 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        if exc.status >= 500:
-            return details_response(error_details(exc, f"{request.method} {request.path}"))
-        reason = _HTTP_REASONS.get(exc.status, Reason.MALFORMED_REQUEST)
-        details = ErrorDetails.for_reason(reason, exc.reason)
-        return details_response(details, _kept_headers(exc))
+        if exc.status < 500:
+            reason = _HTTP_REASONS.get(exc.status, Reason.MALFORMED_REQUEST)
+            details = ErrorDetails.for_reason(reason, exc.reason)
+            return details_response(details, _kept_headers(exc))
+        failure: Exception = exc
     except Exception as exc:
-        return details_response(error_details(exc, f"{request.method} {request.path}"))
+        failure = exc
+    # The gateway relays the client's request: a service's refusal is the client's answer.
+    return details_response(error_details(failure, f"{request.method} {request.path}", relay=True))
 
 
 # Every answer is JSON or a WebSocket, never a page: nothing may sniff, frame or embed it,

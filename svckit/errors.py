@@ -230,24 +230,29 @@ def _shown(code: grpc.StatusCode, message: str) -> str:
     return "internal error" if code == grpc.StatusCode.INTERNAL else message
 
 
-def error_details(exc: BaseException, where: str) -> ErrorDetails:
+def error_details(exc: BaseException, where: str, *, relay: bool = False) -> ErrorDetails:
     """THE mapping of any exception to what the caller is told (``where`` names the call
     for the log: ``POST /v1/chats``, ``chat.v1.ChatService/SendMessage``).
 
-    A domain error keeps its code, reason and metadata; a failed downstream gRPC call keeps
-    the status it came with (the service that failed logged it); an outage is UNAVAILABLE
+    A domain error keeps its code, reason and metadata; an outage is UNAVAILABLE
     (``as_domain_error``); ``NotImplementedError`` (a generated servicer's default) is
     UNIMPLEMENTED; anything else is a bug: logged here, once, with its traceback, and
-    INTERNAL without its message.
+    INTERNAL without its message. A failed downstream gRPC call keeps its status when this
+    process is a ``relay`` of the caller's request (the gateway: the answer is the
+    caller's, e.g. its token refused); in a service it is this service's own call, so only
+    UNAVAILABLE and DEADLINE_EXCEEDED (retry later) pass, and the rest is a bug here.
     """
     if isinstance(exc, grpc.aio.AioRpcError):
-        return details_from_rpc_error(exc)
-    error = as_domain_error(exc)
-    if error is not None:
-        return ErrorDetails.of(error)
-    if isinstance(exc, NotImplementedError):
-        message = f"{where} is not implemented"
-        return ErrorDetails(grpc.StatusCode.UNIMPLEMENTED, Reason.UNIMPLEMENTED, message)
+        details = details_from_rpc_error(exc)
+        if relay or details.retryable:
+            return details
+    else:
+        error = as_domain_error(exc)
+        if error is not None:
+            return ErrorDetails.of(error)
+        if isinstance(exc, NotImplementedError):
+            message = f"{where} is not implemented"
+            return ErrorDetails(grpc.StatusCode.UNIMPLEMENTED, Reason.UNIMPLEMENTED, message)
     log.error("unhandled error in %s", where, exc_info=exc)
     return INTERNAL_ERROR
 

@@ -19,11 +19,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 from opentelemetry.trace import SpanKind
 
 from svckit import metrics, tracing
-from svckit.errors import as_domain_error, status_for, to_grpc_status
+from svckit.errors import ErrorDetails, InvalidArgument, error_details, to_grpc_status
 from svckit.grpc_auth import USER, AuthMode, CallGuard
 from svckit.grpc_calls import ClientCallTimer, outgoing_metadata
 from svckit.logs import REQUEST_ID_HEADER, bind_request_id
@@ -78,13 +79,13 @@ class ServerInterceptor(_ServerInterceptorBase):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, service, name, access),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, service, name, access),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         # Client-streaming RPCs are not part of our API; with a guard, one would run
@@ -110,23 +111,9 @@ class _CallScope:
         self.started = time.perf_counter()
         metrics.GRPC_SERVER_IN_FLIGHT.labels(service).inc()
 
-    async def fail(self, exc: BaseException) -> grpc.StatusCode:
-        """Turn ``exc`` into a status on the wire; return the code for the metrics."""
-        error = as_domain_error(exc)
-        if error is not None:
-            await self.context.abort_with_status(to_grpc_status(error))
-        if isinstance(exc, NotImplementedError):  # the generated base servicer's default
-            await self.context.abort_with_status(
-                status_for(
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    "UNIMPLEMENTED",
-                    f"{self.service}/{self.method} is not implemented yet",
-                )
-            )
-        log.exception("unhandled error in %s/%s", self.service, self.method, exc_info=exc)
-        await self.context.abort_with_status(
-            status_for(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
-        )
+    async def fail(self, details: ErrorDetails) -> None:
+        """Put ``details`` on the wire as this call's rich status."""
+        await self.context.abort_with_status(to_grpc_status(details))
         raise AssertionError("unreachable")  # abort_with_status always raises
 
     def finish(self, code: grpc.StatusCode) -> None:
@@ -141,15 +128,6 @@ class _CallScope:
 
 def _rpc(service: str, method: str) -> dict[str, str | int]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
-
-
-def _code_of(exc: BaseException) -> grpc.StatusCode:
-    error = as_domain_error(exc)
-    if error is not None:
-        return error.code
-    if isinstance(exc, NotImplementedError):
-        return grpc.StatusCode.UNIMPLEMENTED
-    return grpc.StatusCode.INTERNAL
 
 
 @contextlib.asynccontextmanager
@@ -181,16 +159,46 @@ async def _served(
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:
-            code = _code_of(exc)
-            await scope.fail(exc)
+            details = error_details(exc, f"{service}/{method}")
+            code = details.code
+            await scope.fail(details)
         finally:
             scope.finish(code)
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's message: grpc would
+    otherwise answer a bare UNKNOWN naming the parser's exception, before any of our code
+    (auth, metrics, the error contract) ran."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError:
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    """The request, or MALFORMED_REQUEST (after the caller's credentials were checked)."""
+    if request is _UNDECODABLE:
+        raise InvalidArgument("the request could not be decoded as the method's message")
+    return request
 
 
 def _wrap_unary(behavior: Any, service: str, method: str, access: _Access | None) -> Any:
     async def handle(request: Any, context: Context) -> Any:
         async with _served(service, method, context, access):
-            result = behavior(request, context)
+            result = behavior(_decoded(request), context)
             return await result if inspect.isawaitable(result) else result
 
     return handle
@@ -203,7 +211,7 @@ def _wrap_stream(behavior: Any, service: str, method: str, access: _Access | Non
 
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
         async with _served(service, method, context, access):
-            async for item in behavior(request, context):
+            async for item in behavior(_decoded(request), context):
                 yield item
 
     return handle

@@ -115,3 +115,20 @@ def test_http_status_mapping() -> None:
     assert 429 == ErrorDetails.for_reason(Reason.RATE_LIMITED, "").http_status
     assert 409 == ErrorDetails(grpc.StatusCode.ABORTED, "SOMETHING_NEW", "").http_status
     assert ErrorDetails.for_reason(Reason.UNAVAILABLE, "").retryable
+
+
+def test_a_downstream_failure_passes_only_through_a_relay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The gateway (relay) passes a service's status on; in a service, a downstream refusal
+    is INTERNAL (logged) and only UNAVAILABLE / DEADLINE_EXCEEDED pass."""
+    refused = _as_rpc_error(to_grpc_status(DomainError("bad", reason=Reason.TOKEN_INVALID)))
+    down = _as_rpc_error(to_grpc_status(ErrorDetails.for_reason(Reason.UNAVAILABLE, "down")))
+    with caplog.at_level(logging.ERROR, logger="minitg.errors"):
+        relayed = error_details(refused, "GET /v1/me", relay=True)
+        own = error_details(refused, "chat.v1.ChatService/GetChat")
+        unavailable = error_details(down, "chat.v1.ChatService/GetChat")
+    assert ("TOKEN_INVALID", "bad") == (relayed.reason, relayed.message)
+    assert "INTERNAL" == own.reason
+    assert "UNAVAILABLE" == unavailable.reason
+    assert 1 == len(caplog.records)
