@@ -103,7 +103,7 @@ Global___RelaySendsResponse: _TypeAlias = RelaySendsResponse  # noqa: Y015
 
 @_typing.final
 class SendMessageResult(_message.Message):
-    """The outcome of one item of a SendMessages call."""
+    """The outcome of one item of a RelaySends call."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

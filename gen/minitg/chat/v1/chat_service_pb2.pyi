@@ -339,7 +339,7 @@ Global___LeaveChatResponse: _TypeAlias = LeaveChatResponse  # noqa: Y015
 
 @_typing.final
 class SendMessageRequest(_message.Message):
-    """The input of SendMessage, and one item of SendMessages; also sent by clients as a WebSocket frame."""
+    """The input of SendMessage, and the send of each RelaySends item."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -409,7 +409,7 @@ Global___SendMessageResponse: _TypeAlias = SendMessageResponse  # noqa: Y015
 
 @_typing.final
 class EditMessageRequest(_message.Message):
-    """The input of EditMessage; also sent by clients as a WebSocket frame."""
+    """The input of EditMessage."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -473,7 +473,7 @@ Global___EditMessageResponse: _TypeAlias = EditMessageResponse  # noqa: Y015
 
 @_typing.final
 class DeleteMessagesRequest(_message.Message):
-    """The input of DeleteMessages; also sent by clients as a WebSocket frame."""
+    """The input of DeleteMessages."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -531,7 +531,7 @@ Global___DeleteMessagesResponse: _TypeAlias = DeleteMessagesResponse  # noqa: Y0
 
 @_typing.final
 class ReadHistoryRequest(_message.Message):
-    """The input of ReadHistory; also sent by clients as a WebSocket frame."""
+    """The input of ReadHistory."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -587,7 +587,7 @@ Global___ReadHistoryResponse: _TypeAlias = ReadHistoryResponse  # noqa: Y015
 
 @_typing.final
 class GetHistoryRequest(_message.Message):
-    """The input of GetHistory (AIP-158 pagination with an explicit starting point); also sent by clients as a WebSocket frame."""
+    """The input of GetHistory (AIP-158 pagination with an explicit starting point)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -663,7 +663,7 @@ Global___GetHistoryResponse: _TypeAlias = GetHistoryResponse  # noqa: Y015
 
 @_typing.final
 class GetStateRequest(_message.Message):
-    """The input of GetState; also sent by clients as a WebSocket frame. There are no fields."""
+    """The input of GetState; there are no fields."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -704,7 +704,7 @@ Global___GetStateResponse: _TypeAlias = GetStateResponse  # noqa: Y015
 
 @_typing.final
 class GetDifferenceRequest(_message.Message):
-    """The input of GetDifference; also sent by clients as a WebSocket frame."""
+    """The input of GetDifference."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -69,7 +69,7 @@ Global___GetPresenceResponse: _TypeAlias = GetPresenceResponse  # noqa: Y015
 
 @_typing.final
 class SetTypingRequest(_message.Message):
-    """The input of SetTyping; also sent by clients as a WebSocket frame."""
+    """The input of SetTyping."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -112,7 +112,7 @@ Global___SetTypingResponse: _TypeAlias = SetTypingResponse  # noqa: Y015
 
 @_typing.final
 class AckUpdatesRequest(_message.Message):
-    """The input of AckUpdates; also sent by clients as a WebSocket frame, in which case they leave session_id empty."""
+    """The input of AckUpdates, and the ack of each RelayAcks item (whose session_id is ignored)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
