@@ -242,7 +242,9 @@ def build_document(app: web.Application) -> dict[str, Any]:
     schemas = SchemaSet()
     paths: dict[str, dict[str, Any]] = {}
     for method, path in routes_of(app):
-        operation = OPERATIONS[(method, path)]
+        operation = OPERATIONS.get((method, path))
+        if operation is None:
+            raise KeyError(f"{method} {path} has no entry in gateway.openapi.OPERATIONS")
         paths.setdefault(path, {})[method.lower()] = _operation(method, path, operation, schemas)
     signed_in = {
         "description": "Tokens plus the signed-in account.",
