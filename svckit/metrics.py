@@ -158,12 +158,13 @@ OUTBOX_PUBLISHED_ROWS = Counter(
 )
 DELIVERY_PUBLISHED = Counter(
     "minitg_delivery_published_total",
-    "Per-pod delivery batches the chat service published, by outcome (ok, unroutable, failed).",
+    "Per-pod delivery publishes (chat outbox, presence, auth session ends), by outcome (ok, "
+    "unroutable: the pod is gone, failed).",
     ["outcome"],
 )
 DELIVERY_RECIPIENTS_SKIPPED = Counter(
     "minitg_delivery_recipients_skipped_total",
-    "Recipients a fan-out (chat outbox, presence) found no registry entry for, by reason: "
+    "Recipients a fan-out (chat outbox, presence, auth) found no registry entry for, by reason: "
     "offline (the registry is complete: no live connection; normal) or in_doubt (the "
     "registry was just (re)born: left out of this attempt, retried until it is complete).",
     ["path", "reason"],

@@ -2,7 +2,7 @@
 
 Spans: the gateway's WebSocket request -> the gRPC call (context in metadata) -> the
 service's handler -> the outbox row (context stored in the DeliveryBatch, because the relay
-publishes later, from another task) -> the relay's publish (context in the batch and in the
+publishes later, from another task) -> the delivery publish (context in the batch and in the
 AMQP headers) -> the gateway's push. With no OTLP endpoint configured no SDK is installed
 and ``span`` skips the API altogether.
 """

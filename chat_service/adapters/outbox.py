@@ -9,20 +9,25 @@ by another process or by a broker outage are published later instead of lost.
 One round claims up to ``batch_rows`` unpublished rows in id order (PostgreSQL:
 ``FOR UPDATE SKIP LOCKED`` inside a transaction held while publishing, so several chat
 processes share the queue without publishing a row twice at once; SQLite: a single process
-owns the file, a plain SELECT). It looks up the recipients' gateway pods in the connection
-registry with one round trip, and publishes ONE ``DeliveryBatch`` per pod holding every
-claimed item that has a recipient there (only those recipients), so a burst of sends
-costs one broker message per pod, not per message. ``Unroutable`` (the pod is gone) skips
-that pod; anything else (``BusUnavailable``, the registry down) leaves the rows
-unpublished with ``attempts`` raised, to be retried next round: pods that already got
-them see a duplicate, which clients drop by pts.
+owns the file, a plain SELECT). It hands the claimed rows' batches to the delivery
+publisher (``svckit.delivery.PodPublisher``, shared with presence and auth), which looks up
+the recipients' gateway pods in the connection registry with one round trip and publishes
+one message per pod holding every claimed item that has a recipient there (only those
+recipients), so a burst of sends costs one broker message per pod, not per message.
+``Unroutable`` (the pod is gone) skips that pod; anything else (``BusUnavailable``, the
+registry down) leaves the rows unpublished with ``attempts`` raised, to be retried next
+round: pods that already got them see a duplicate, which clients drop by pts.
 
 A recipient with no registry entry is offline and skipped, except while the registry is
 in doubt (just (re)born: Redis restarted and the gateways are re-registering, see
 ``svckit.registry``): then the row is not marked published. A handed-over row waits in
 this relay's memory, narrowed to the recipients not reached yet, and is retried after
 ``RETRY_SECONDS`` (and with every round that publishes newer rows, so it goes first); a
-polled row stays unpublished for the next polling round, due ``RETRY_SECONDS`` later.
+polled row stays unpublished for the next polling round, due ``RETRY_SECONDS`` later, and
+the relay remembers (for at most ``MAX_WAITING_ROWS`` rows) the recipients it has still to
+reach, so that round publishes only to them: a recipient already reached does not get the
+row again every round while the doubt lasts. (If another chat process claims the row
+meanwhile, it publishes it whole: a duplicate, dropped by pts.)
 Handed-over rows whose publish failed (Redis or the broker down) wait and are retried
 the same way, instead of waiting ``HAND_OVER_GRACE_MS`` for polling: an online recipient
 gets them within about a second of the outage ending.
@@ -48,19 +53,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 from minitg.delivery.v1 import delivery_pb2
-from opentelemetry.trace import SpanKind
 
 from chat_service.adapters.rows import among
 from chat_service.adapters.updatelog import Outboxed
-from svckit import tracing
-from svckit.logs import REQUEST_ID_HEADER, bind_request_id
-from svckit.metrics import DB_POOL_IN_USE, DELIVERY_PUBLISHED, OUTBOX_LAG, OUTBOX_PUBLISHED_ROWS
-from svckit.ports import Database, Executor, MessageBus, Row, Unroutable
-from svckit.registry import Located, SkipNotes
+from svckit.delivery import PodDirectory, PodPublisher, Remainders
+from svckit.metrics import DB_POOL_IN_USE, OUTBOX_LAG, OUTBOX_PUBLISHED_ROWS
+from svckit.ports import Database, Executor, MessageBus, Row
 
 log = logging.getLogger("minitg.chat.outbox")
 
@@ -80,46 +81,11 @@ RETRY_SECONDS = 0.5  # a row not fully delivered (registry in doubt, outage) is 
 MAX_WAITING_ROWS = 20_000  # beyond this, the oldest waiting rows are left to polling
 _WARN_EVERY_SECONDS = 10.0
 
-Remainders = list[delivery_pb2.DeliveryBatch | None]  # per batch: who is still to reach
-
-
-class PodDirectory(Protocol):
-    """Where users are connected: ``svckit.registry.ConnectionRegistry`` satisfies it."""
-
-    async def locate(self, user_ids: Sequence[int]) -> Located: ...
-
 
 def pool_in_use(db: Database) -> int:
     """Connections checked out of the database's pool; 0 for an adapter without a pool."""
     sample = getattr(db, "pool_in_use", None)
     return int(sample()) if callable(sample) else 0
-
-
-def split_by_pod(
-    batches: Sequence[delivery_pb2.DeliveryBatch], pods: Mapping[str, list[int]], sent_at_ms: int
-) -> dict[str, delivery_pb2.DeliveryBatch]:
-    """One DeliveryBatch per pod with the items (and only the recipients) it serves."""
-    request_id = next((b.request_id for b in batches if b.request_id), "")
-    trace_context: Mapping[str, str] = next(
-        (b.trace_context for b in batches if b.trace_context), {}
-    )
-    out: dict[str, delivery_pb2.DeliveryBatch] = {}
-    for pod, users in pods.items():
-        here = set(users)
-        pod_batch = delivery_pb2.DeliveryBatch(
-            request_id=request_id, sent_at_ms=sent_at_ms, trace_context=trace_context
-        )
-        for batch in batches:
-            for item in batch.items:
-                recipients = [r for r in item.recipients if r.user_id in here]
-                if not recipients:
-                    continue
-                copy = pod_batch.items.add(exclude_session_id=item.exclude_session_id)
-                copy.update.CopyFrom(item.update)
-                copy.recipients.extend(recipients)
-        if pod_batch.items:
-            out[pod] = pod_batch
-    return out
 
 
 async def mark_published(ex: Executor, ids: Sequence[int], now_ms: int) -> None:
@@ -145,7 +111,8 @@ class OutboxRelay:
         mark_every_seconds: float = MARK_EVERY_SECONDS,
         retry_seconds: float = RETRY_SECONDS,
     ) -> None:
-        self._db, self._bus, self._pods = db, bus, pods
+        self._db = db
+        self._publisher = PodPublisher(bus, pods, role, clock=clock)
         self._poll, self._batch_rows, self._clock = poll_seconds, batch_rows, clock
         self._wake = asyncio.Event()
         self._handed: list[Outboxed] = []
@@ -153,7 +120,7 @@ class OutboxRelay:
         self._retry_seconds = retry_seconds
         self._waiting_due = float("inf")  # monotonic: the waiting rows' next retry
         self._repoll_at = float("inf")  # monotonic: a polling round for rows left in doubt
-        self._skips = SkipNotes(role, log)
+        self._polled_rest: dict[int, delivery_pb2.DeliveryBatch] = {}  # see _publish_and_mark
         self._warned = float("-inf")
         self._unmarked: list[int] = []  # handed-over rows published but not yet marked
         self._mark_every, self._marked_at = mark_every_seconds, time.monotonic()
@@ -164,8 +131,6 @@ class OutboxRelay:
         self._observed = float("-inf")
         self._retention_ms = retention_days * 86_400_000
         self._role = role
-        for outcome in ("ok", "unroutable", "failed"):
-            DELIVERY_PUBLISHED.labels(outcome)  # export every outcome from the start, at 0
 
     def wake(self) -> None:
         """Ask for a polling round now (called after each commit that wrote an outbox row
@@ -313,64 +278,53 @@ class OutboxRelay:
         DB_POOL_IN_USE.labels(self._role).set(pool_in_use(self._db))
 
     async def _publish_and_mark(self, ex: Executor, rows: Sequence[Row]) -> int:
+        """Publish the claimed rows (a row a registry in doubt left unfinished: only to the
+        recipients it has still to reach) and mark those that reached everyone."""
+        if len(rows) < self._batch_rows and self._polled_rest:
+            self._forget_unclaimed(rows)
         if not rows:
             return 0
         ids = [int(r["id"]) for r in rows]
+        batches = [delivery_pb2.DeliveryBatch.FromString(r["payload"]) for r in rows]
+        if self._polled_rest:
+            batches = [self._polled_rest.get(i, b) for i, b in zip(ids, batches, strict=True)]
         try:
-            left = await self._publish(
-                [delivery_pb2.DeliveryBatch.FromString(r["payload"]) for r in rows]
-            )
+            left = await self._publish(batches)
         except Exception:
             log.warning("outbox: publishing %d rows failed; will retry", len(ids), exc_info=True)
             where, args = among(ex, "id", ids)
             await ex.execute(f"UPDATE outbox SET attempts = attempts + 1 WHERE {where}", *args)
             return 0
         done = [i for i, rest in zip(ids, left, strict=True) if rest is None]
-        if len(done) < len(ids):  # the registry is in doubt: the whole row again, soon
+        if len(done) < len(ids):  # the registry is in doubt: the rest of those rows, soon
             self._repoll_at = min(self._repoll_at, time.monotonic() + self._retry_seconds)
+            self._remember_rest(ids, left)
+        if self._polled_rest:
+            for row_id in done:
+                self._polled_rest.pop(row_id, None)
         if done:
             await mark_published(ex, done, int(self._clock() * 1000))
         return len(done)
 
+    def _remember_rest(self, ids: Sequence[int], left: Remainders) -> None:
+        """Keep what each polled row has still to reach for the next polling round (at
+        most ``MAX_WAITING_ROWS`` rows: beyond that the oldest go out whole again)."""
+        for row_id, rest in zip(ids, left, strict=True):
+            if rest is not None:
+                self._polled_rest[row_id] = rest
+        while len(self._polled_rest) > MAX_WAITING_ROWS:
+            del self._polled_rest[next(iter(self._polled_rest))]
+
+    def _forget_unclaimed(self, rows: Sequence[Row]) -> None:
+        """A round that claimed every unpublished row it could: the remainders of rows it
+        did not claim (marked by another chat process meanwhile) are stale."""
+        claimed = {int(r["id"]) for r in rows}
+        self._polled_rest = {i: b for i, b in self._polled_rest.items() if i in claimed}
+
     async def _publish(self, batches: Sequence[delivery_pb2.DeliveryBatch]) -> Remainders:
         """Publish to every pod holding recipients; return, per batch, the part left for
         a retry (recipients the registry may not know yet) or None when it is done."""
-        users = sorted({r.user_id for b in batches for item in b.items for r in item.recipients})
-        if not users:
-            return [None] * len(batches)
-        located = await self._pods.locate(users)
-        self._skips.note(located)
-        sent_at_ms = int(self._clock() * 1000)
-        per_pod = split_by_pod(batches, located.by_pod, sent_at_ms)
-        for pod, batch in per_pod.items():
-            try:
-                await self._publish_one(pod, batch)
-            except Unroutable:
-                DELIVERY_PUBLISHED.labels("unroutable").inc()
-                log.info("outbox: pod %s has no queue any more; skipped", pod)
-                continue
-            except Exception:
-                DELIVERY_PUBLISHED.labels("failed").inc()
-                raise
-            DELIVERY_PUBLISHED.labels("ok").inc()
-        if not located.in_doubt:
-            return [None] * len(batches)
-        rest = {"rest": located.missing}
-        return [split_by_pod([b], rest, sent_at_ms).get("rest") for b in batches]
-
-    async def _publish_one(self, pod: str, batch: delivery_pb2.DeliveryBatch) -> None:
-        """Publish one pod's batch inside a producer span joined to the sender's trace."""
-        parent = tracing.parent_from(batch.trace_context)
-        with tracing.span("outbox publish", SpanKind.PRODUCER, parent, {"minitg.pod": pod}):
-            headers = {REQUEST_ID_HEADER: batch.request_id} if batch.request_id else {}
-            if parent is not None:
-                batch.trace_context.clear()
-                batch.trace_context.update(tracing.carrier())
-                headers.update(batch.trace_context)
-            await self._bus.publish(pod, batch.SerializeToString(), headers=headers or None)
-        if log.isEnabledFor(logging.DEBUG):
-            bind_request_id(batch.request_id)
-            log.debug("outbox: published %d items to pod %s", len(batch.items), pod)
+        return (await self._publisher.publish(batches)).remainders
 
     async def _trim_now_and_then(self) -> None:
         """Delete outbox rows published long ago (they only matter until published) and

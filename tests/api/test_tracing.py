@@ -51,7 +51,7 @@ async def test_one_send_is_one_connected_trace(shape: str, tmp_path: Path) -> No
     assert {
         "ws send_message",
         "minitg.chat.v1.ChatInternalService/RelaySends",
-        "outbox publish",
+        "delivery publish",
         "delivery push",
     } <= names
     ids = {s.context.span_id for s in spans if s.context is not None}

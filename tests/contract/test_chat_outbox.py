@@ -389,6 +389,30 @@ async def test_a_polled_row_the_reborn_registry_cannot_place_stays_unpublished(
     assert (1, 0) == (await relay.publish_pending(), await unpublished(db))
 
 
+async def test_a_polled_row_in_doubt_reaches_each_recipient_once_across_rounds(
+    databases: DatabaseFactory, buses: BusFactory
+) -> None:
+    """While the registry is in doubt, later polling rounds publish a polled row only to the
+    recipients it has not reached yet: the placed one gets it exactly once."""
+    db = await migrated(databases)
+    await MembershipStore(db).create_direct(actor(ALICE), BOB)  # NewChat for both
+    clock = Clock()
+    registry = ConnectionRegistry(EmbeddedBackends().hot_state("reg:"), 60, clock=clock)
+    bob_queue, alice_queue = buses.queue(), buses.queue()
+    await registry.add(BOB, bob_queue)
+    bus, bobs, alices = await buses.open(), Collector(), Collector()
+    await bus.subscribe(bob_queue, bob_queue, bobs)
+    await bus.subscribe(alice_queue, alice_queue, alices)
+    relay = OutboxRelay(db, bus, registry, poll_seconds=60, retry_seconds=0)
+    assert (0, 1) == (await relay.publish_pending(), await unpublished(db))
+    assert (0, 1) == (await relay.publish_pending(), await unpublished(db))  # Alice unknown
+    await registry.add(ALICE, alice_queue)  # Alice's gateway re-registers her
+    assert (1, 0) == (await relay.publish_pending(), await unpublished(db))
+    assert [[ALICE]] == recipients_of((await alices.wait_for(1))[0].body)
+    await asyncio.sleep(0.2)
+    assert [[[BOB]]] == [recipients_of(body) for body in bobs.bodies], "Bob got it once"
+
+
 async def test_a_handed_over_row_whose_publish_failed_is_retried_by_its_relay(
     databases: DatabaseFactory, buses: BusFactory
 ) -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from minitg.chat.v1 import updates_pb2
-from minitg.delivery.v1 import delivery_pb2
 
-from chat_service.adapters.outbox import split_by_pod
 from chat_service.domain import rules
 from chat_service.domain.errors import ChatFull
 from chat_service.domain.model import Body, BodyKind, ChatKind, Member, Role
@@ -112,24 +109,6 @@ def test_group_fingerprint_ignores_member_order() -> None:
     """A retried CreateChat with members in another order is the same request."""
     assert rules.group_fingerprint("t", [1, 2, 3]) == rules.group_fingerprint("t", [3, 2, 1, 2])
     assert rules.group_fingerprint("t", [1, 2]) != rules.group_fingerprint("u", [1, 2])
-
-
-def test_split_by_pod_keeps_only_local_recipients() -> None:
-    """Each pod's batch holds only the items and recipients it serves, in order."""
-    shared = updates_pb2.Update(read_outbox=updates_pb2.ReadOutbox(chat_id=1))
-    item = delivery_pb2.DeliveryItem(update=shared, exclude_session_id="s")
-    for user_id in (1, 2, 3):
-        item.recipients.add(user_id=user_id, patch=updates_pb2.Update(pts=user_id * 10))
-    batch = delivery_pb2.DeliveryBatch(items=[item], request_id="rid")
-    out = split_by_pod([batch], {"p1": [1, 3], "p2": [2], "p3": [9]}, sent_at_ms=5)
-    assert ["p1", "p2"] == sorted(out)
-    assert [1, 3] == [r.user_id for r in out["p1"].items[0].recipients]
-    assert [20] == [r.patch.pts for r in out["p2"].items[0].recipients]
-    assert ("rid", 5, "s") == (
-        out["p1"].request_id,
-        out["p1"].sent_at_ms,
-        out["p1"].items[0].exclude_session_id,
-    )
 
 
 @pytest.mark.parametrize(

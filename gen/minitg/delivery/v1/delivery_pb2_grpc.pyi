@@ -10,6 +10,8 @@ publisher confirms), through one publisher (svckit/delivery.py PodPublisher):
 - the chat service's outbox relay, after each commit: logged updates;
 - the presence service: presence changes, typing and delivery receipts;
 - the auth service, when a session is signed out or revoked: SessionEnded.
+A message holds at most 500 items; a pod owed more gets several messages, in order. The
+AMQP headers repeat `x-request-id` and the W3C trace context of the batch.
 Who consumes it: each gateway pod, from its own delivery queue (named after the pod), so a
 pod consumes one queue of one message type. Delivery is at-least-once and may be lost with
 a pod; clients recover through the pts rule and GetDifference.
