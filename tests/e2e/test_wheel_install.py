@@ -91,6 +91,7 @@ def test_wheel_holds_generated_code_migrations_and_type_markers(wheel: Path) -> 
         assert expected == set(sql), service
         assert f"{service}/py.typed" in names
     assert {"svckit/py.typed", "gateway/py.typed"} <= names
+    assert {"gateway/static/index.html", "gateway/static/docs.js"} <= names  # the /docs page
 
 
 def test_installed_command_runs(venv: Path, tmp_path: Path) -> None:
@@ -140,7 +141,8 @@ def embedded_system(venv: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Pop
 def test_installed_system_serves_and_stops(
     embedded_system: tuple[subprocess.Popen[bytes], int], tmp_path: Path
 ) -> None:
-    """`minitg serve` from the wheel answers /v1/health 200 and exits 0 on SIGTERM."""
+    """`minitg serve` from the wheel answers /v1/health 200, serves /v1/openapi.json and the
+    /docs page from its package data, and exits 0 on SIGTERM."""
     proc, port = embedded_system
     deadline = time.monotonic() + 30
     status = 0
@@ -153,5 +155,8 @@ def test_installed_system_serves_and_stops(
             time.sleep(0.2)
     log = (tmp_path / "minitg.log").read_text(errors="replace")
     assert 200 == status, log
+    for path in ("/v1/openapi.json", "/docs", "/docs/docs.js"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            assert 200 == r.status, path
     proc.send_signal(signal.SIGTERM)
     assert 0 == proc.wait(20), log
