@@ -16,8 +16,8 @@ from auth_service.adapters.passwords import PasswordHasher
 from auth_service.adapters.store import AccountStore
 from auth_service.api.servicer import AuthInternalServicer, AuthServicer
 from auth_service.api.throttle import AuthThrottle
-from auth_service.revocation_keeper import RevocationKeeper
-from auth_service.service import AuthUseCases
+from auth_service.usecases.auth import AuthUseCases
+from auth_service.usecases.revocation_keeper import RevocationKeeper
 from svckit.authn import Authenticator
 from svckit.backends import EmbeddedBackends, open_bus, open_hot_state
 from svckit.config import Config

@@ -13,11 +13,12 @@ from minitg.chat.v1 import chat_internal_service_pb2_grpc, chat_service_pb2_grpc
 from chat_service.adapters import queries
 from chat_service.adapters.member_cache import MemberCache
 from chat_service.adapters.outbox import OutboxRelay
-from chat_service.adapters.reads import ReadBatcher, ReadStore
+from chat_service.adapters.reads import ReadStore
 from chat_service.adapters.users import UserDirectory
 from chat_service.api.internal import ChatInternalServicer
 from chat_service.api.servicer import ChatServicer
-from chat_service.service import ChatUseCases, Limits
+from chat_service.usecases.chat import ChatUseCases, Limits
+from chat_service.usecases.read_batcher import ReadBatcher
 from svckit.auth_client import remote_authenticator
 from svckit.backends import EmbeddedBackends, open_hot_state
 from svckit.config import Config

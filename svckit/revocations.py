@@ -15,7 +15,7 @@ only after it has (re)built the list from its database. Readers fetch the sentin
 same MGET as the ids they check: while it is absent, an id not on the list is "unknown"
 (``None``) and the reader asks ``AuthService.CheckSession``, as it does when the store is
 unreachable. The auth service notices a missing sentinel within a second and rebuilds
-(``auth_service.revocation_keeper``). A store restarted from an older snapshot keeps the
+(``auth_service.usecases.revocation_keeper``). A store restarted from an older snapshot keeps the
 sentinel but loses the latest entries: a version counter, incremented by every add, then
 goes backwards, which the auth service notices the same way.
 Concurrent checks are coalesced into one MGET (a storm of connects with new sessions pays

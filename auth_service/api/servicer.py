@@ -22,7 +22,7 @@ from minitg.auth.v1 import (
 
 from auth_service.adapters.store import SessionRecord, UserRecord
 from auth_service.api.throttle import AuthThrottle
-from auth_service.service import AuthUseCases, SignedIn, Tokens
+from auth_service.usecases.auth import AuthUseCases, SignedIn, Tokens
 from svckit.authn import Authenticator, current_principal
 from svckit.errors import InvalidField
 from svckit.paging import clamp_page_size, decode_page_token, encode_page_token

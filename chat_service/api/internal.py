@@ -20,7 +20,7 @@ from minitg.chat.v1 import (
 
 from chat_service.api.servicer import send_item, send_response
 from chat_service.domain.model import Outgoing
-from chat_service.service import ChatUseCases
+from chat_service.usecases.chat import ChatUseCases
 from svckit.errors import DomainError, InvalidField
 
 MAX_STATES = 1000

@@ -2,7 +2,7 @@
 
 Each method reads like a paragraph: who is calling (the Principal the auth interceptor
 bound, ``current_principal``), what they asked for in domain terms, which use case
-answers, and the reply. Decisions live in ``chat_service.service`` and
+answers, and the reply. Decisions live in ``chat_service.usecases`` and
 ``chat_service.domain``; errors are domain errors the shared interceptor maps.
 """
 
@@ -16,7 +16,7 @@ from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc, up
 from chat_service.adapters.log_reader import CHUNK
 from chat_service.domain import rules
 from chat_service.domain.model import SendItem, SendResult
-from chat_service.service import ChatUseCases
+from chat_service.usecases.chat import ChatUseCases
 from chat_service.wire import body_from_proto, chat_to_proto, message_to_proto
 from svckit.authn import Principal, current_principal
 from svckit.errors import DomainError, InvalidField

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 from yarl import URL
 
-from auth_service.revocation_keeper import RevocationKeeper
+from auth_service.usecases.revocation_keeper import RevocationKeeper
 from svckit.backends import open_hot_state
 from svckit.ports import HotState
 from svckit.revocations import (

@@ -19,7 +19,6 @@ from chat_service.adapters.log_reader import LogReader, LogState
 from chat_service.adapters.member_cache import MemberCache
 from chat_service.adapters.membership import Actor, Created, MembershipStore
 from chat_service.adapters.messages import MessageStore, Outcome
-from chat_service.adapters.reads import ReadBatcher
 from chat_service.adapters.updatelog import Outboxed
 from chat_service.adapters.users import UserDirectory
 from chat_service.domain import rules
@@ -35,6 +34,7 @@ from chat_service.domain.model import (
     ReadResult,
     SendItem,
 )
+from chat_service.usecases.read_batcher import ReadBatcher
 from svckit.authn import Principal
 from svckit.errors import InvalidField
 from svckit.logs import request_id_var

@@ -1,0 +1,1 @@
+"""The chat service's use cases (the package docstring describes the layout)."""
