@@ -117,3 +117,14 @@ def test_every_domain_error_class_has_its_reasons_code() -> None:
     ]
     assert grpc.StatusCode.INTERNAL == DomainError.code
     assert [] == wrong
+
+
+def test_the_readme_goodbye_reasons_are_the_gateways() -> None:
+    """The Goodbye reasons and close codes proto/README.md lists are the ones the gateway
+    sends (gateway.ws_hub.GOODBYE_REASONS), no more, no fewer."""
+    from gateway.ws_hub import GOODBYE_REASONS
+
+    text = (ROOT / "proto" / "README.md").read_text()
+    paragraph = text[text.index("Not error reasons:") : text.index("### Retrying")]
+    listed = {int(code): name for name, code in re.findall(r"`([A-Z_]+)`\s+\((\d{4})\)", paragraph)}
+    assert dict(GOODBYE_REASONS) == listed
