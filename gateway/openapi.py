@@ -21,6 +21,7 @@ from minitg.auth.v1 import auth_pb2
 from minitg.auth.v1 import auth_service_pb2 as auth
 from minitg.chat.v1 import chat_service_pb2 as chat
 
+from gateway.openapi_comments import field_comment
 from gateway.openapi_schema import Schema, SchemaSet, request_body, scalar
 from svckit.reasons import HTTP_STATUS_BY_REASON
 
@@ -330,6 +331,7 @@ def _query_parameters(op: Operation, in_path: list[str]) -> list[dict[str, Any]]
             "name": f.name,
             "in": "query",
             "required": f.name in op.required,
+            "description": field_comment(op.request, f.name),
             "schema": scalar(f, request=False),
         }
         for f in op.request.fields

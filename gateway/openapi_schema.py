@@ -13,6 +13,8 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway.openapi_comments import field_comment, message_comment
+
 Schema = dict[str, Any]
 
 _FD = FieldDescriptor
@@ -48,7 +50,10 @@ class SchemaSet:
         return ref(descriptor)
 
     def _message(self, descriptor: Descriptor) -> Schema:
-        properties = {f.name: self._field(f) for f in descriptor.fields}
+        properties = {
+            f.name: _described(self._field(f), field_comment(descriptor, f.name))
+            for f in descriptor.fields
+        }
         required = [
             f.name
             for f in descriptor.fields
@@ -58,12 +63,12 @@ class SchemaSet:
         schema: Schema = {"type": "object", "properties": properties}
         if required:
             schema["required"] = required
-        oneofs = [o for o in descriptor.oneofs if o.fields]
-        if oneofs:
-            schema["description"] = " ".join(
-                f"Exactly one of {', '.join(f.name for f in o.fields)} is set." for o in oneofs
-            )
-        return schema
+        notes = [message_comment(descriptor)] + [
+            f"Exactly one of {', '.join(f.name for f in o.fields)} is set."
+            for o in descriptor.oneofs
+            if o.fields
+        ]
+        return _described(schema, "\n\n".join(n for n in notes if n))
 
     def _field(self, field: FieldDescriptor) -> Schema:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
@@ -116,15 +121,23 @@ def request_body(
         if field.name in exclude or field.message_type is not None:
             continue
         single = scalar(field, request=True)
-        properties[field.name] = {"type": "array", "items": single} if field.is_repeated else single
+        properties[field.name] = _described(
+            {"type": "array", "items": single} if field.is_repeated else single,
+            field_comment(descriptor, field.name),
+        )
     schema: Schema = {
         "type": "object",
         "properties": properties,
         "description": (
-            "Fields may also be given by their lowerCamelCase JSON names; unknown fields are "
-            "ignored; null is the field's default."
+            f"{descriptor.name}: {message_comment(descriptor)}\n\nFields may also be given "
+            "by their lowerCamelCase JSON names; unknown fields are ignored; null is the "
+            "field's default."
         ),
     }
     if required:
         schema["required"] = list(required)
     return schema
+
+
+def _described(schema: Schema, text: str) -> Schema:
+    return schema | {"description": text} if text else schema

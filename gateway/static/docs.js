@@ -46,10 +46,12 @@ function schemaNode(schema) {
 
 function propertiesTable(schema) {
   const required = new Set(schema.required || []);
-  const table = el("table", {}, el("tr", {}, el("th", {}, "field"), el("th", {}, "type")));
+  const table = el("table", {}, el("tr", {}, el("th", {}, "field"), el("th", {}, "type"),
+    el("th", {}, "description")));
   for (const [name, prop] of Object.entries(schema.properties)) {
     const label = el("code", {}, name + (required.has(name) ? "" : "?"));
-    table.append(el("tr", {}, el("td", {}, label), el("td", {}, schemaNode(prop))));
+    table.append(el("tr", {}, el("td", {}, label), el("td", {}, schemaNode(prop)),
+      el("td", {}, prop.description || "")));
   }
   const wrap = el("div", {});
   if (schema.description) wrap.append(el("p", {}, schema.description));
@@ -66,10 +68,10 @@ function operationNode(method, path, op) {
   if (op.description) body.append(el("p", {}, op.description));
   if (op.parameters) {
     const table = el("table", {}, el("tr", {}, el("th", {}, "parameter"), el("th", {}, "in"),
-      el("th", {}, "type")));
+      el("th", {}, "type"), el("th", {}, "description")));
     for (const p of op.parameters) {
       table.append(el("tr", {}, el("td", {}, el("code", {}, p.name + (p.required ? "" : "?"))),
-        el("td", {}, p.in), el("td", {}, schemaNode(p.schema))));
+        el("td", {}, p.in), el("td", {}, schemaNode(p.schema)), el("td", {}, p.description || "")));
     }
     body.append(el("h4", {}, "Parameters"), table);
   }

@@ -78,6 +78,17 @@ def test_printed_messages_match_their_response_schemas() -> None:
         assert [] == [e.message for e in validator.iter_errors(message_json(reply))]
 
 
+def test_schemas_carry_the_proto_comments() -> None:
+    """Messages, fields and query parameters are described by their proto comments."""
+    _, document = _app_and_document()
+    chat = document["components"]["schemas"]["chat.v1.Chat"]
+    assert chat["description"].startswith("A chat as one member (the caller) sees it.")
+    assert "Whether the chat is direct or a group." == chat["properties"]["kind"]["description"]
+    history = document["paths"]["/v1/chats/{chat_id}/messages"]["get"]["parameters"]
+    before = next(p for p in history if p["name"] == "before_seq")
+    assert before["description"].startswith("Return the newest messages with seq strictly below")
+
+
 def test_answers_print_proto_names_defaults_and_int64_as_numbers() -> None:
     """message_json prints snake_case names, every field, enums by name, int64 as numbers."""
     printed = message_json(chat_pb2.Chat(id=2**53 - 1, kind=chat_pb2.CHAT_KIND_DIRECT))
