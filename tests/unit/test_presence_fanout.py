@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from minitg.delivery.v1 import delivery_pb2
 
@@ -51,3 +52,33 @@ async def test_a_push_for_a_user_not_yet_re_registered_is_held_until_placed() ->
     await fanout.retry_held()
     await asyncio.sleep(0.1)
     assert [["presence_changed"]] == got
+
+
+async def test_a_held_push_goes_only_to_recipients_not_reached_yet() -> None:
+    """In doubt, a push reaches its placed recipient at once; the retry of what was held
+    goes to the late recipient only, so nobody gets the event twice."""
+    bus = MemoryBus()
+    registry = ConnectionRegistry(MemoryHotState(), 60)
+    got: dict[str, list[list[int]]] = {"pod-a": [], "pod-b": []}
+
+    def inbox(pod: str) -> Callable[[Delivery], Awaitable[None]]:
+        async def handle(delivery: Delivery) -> None:
+            batch = delivery_pb2.DeliveryBatch.FromString(delivery.body)
+            got[pod].extend([r.user_id for r in i.recipients] for i in batch.items)
+
+        return handle
+
+    for pod in got:
+        await bus.subscribe(f"q-{pod}", pod, inbox(pod))
+    await registry.add(2, "pod-a")
+    fanout = DeliveryFanout(registry, bus)
+    assert 1 == await fanout.publish([Push(PresenceEvent(9, True, 0), (2, 3))])
+    await registry.add(3, "pod-b")  # user 3's gateway re-registers
+    await fanout.retry_held()
+    await fanout.retry_held()
+    for _ in range(100):
+        if got["pod-a"] and got["pod-b"]:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert {"pod-a": [[2]], "pod-b": [[3]]} == got
