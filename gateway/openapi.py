@@ -21,7 +21,7 @@ from minitg.auth.v1 import auth_pb2
 from minitg.auth.v1 import auth_service_pb2 as auth
 from minitg.chat.v1 import chat_service_pb2 as chat
 
-from gateway.openapi_comments import field_comment
+from gateway.openapi_comments import field_comment, rpc_comment
 from gateway.openapi_schema import Schema, SchemaSet, request_body, scalar
 from svckit.reasons import HTTP_STATUS_BY_REASON
 
@@ -44,9 +44,10 @@ class Operation:
     errors: tuple[str, ...] = ()  # error reasons besides the ones every call may meet
     description: str = ""
     extra_statuses: tuple[int, ...] = field(default=())
+    rpc: Descriptor | None = None  # the request of the RPC behind a route that sends no body
 
 
-_SIGN_IN = "How register and login answer (OAuth 2.0 token fields; see SignIn)."
+_SIGN_IN = "The answer is SignIn: the OAuth 2.0 token fields plus the user."
 _PAGED = "INVALID_FIELD (page_size, page_token)"
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -74,6 +75,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/auth/logout"): Operation(
         "End the calling session (its WebSockets close with 4001)", "auth", 204,
         response=None, description="Clears the refresh_token cookie.",
+        rpc=auth.LogoutRequest.DESCRIPTOR,
     ),
     ("GET", "/v1/auth/sessions"): Operation(
         "List the account's sessions (devices), the calling one marked current", "auth",
@@ -82,15 +84,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("DELETE", "/v1/auth/sessions/{session_id}"): Operation(
         "Sign one of the account's sessions out", "auth", 204, errors=("SESSION_NOT_FOUND",),
+        rpc=auth.RevokeSessionRequest.DESCRIPTOR,
     ),
     ("GET", "/.well-known/jwks.json"): Operation(
         "The public keys that verify access tokens (JWKS, RFC 7517)", "auth", auth=False,
         response=auth.GetJwksResponse.DESCRIPTOR,
-        description="Cache-Control: public, max-age=300.",
+        description="Cache-Control: public, max-age=300.", rpc=auth.GetJwksRequest.DESCRIPTOR,
     ),
     ("GET", "/v1/users/me"): Operation(
         "The caller's own profile, with email", "users",
-        response=auth.GetUserResponse.DESCRIPTOR,
+        response=auth.GetUserResponse.DESCRIPTOR, rpc=auth.GetUserRequest.DESCRIPTOR,
     ),
     ("GET", "/v1/users/{user_id}"): Operation(
         "Any user's public profile (email empty unless it is the caller)", "users",
@@ -132,6 +135,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/chats/{chat_id}/leave"): Operation(
         "Leave a group", "chats", response=chat.LeaveChatResponse.DESCRIPTOR,
         errors=("CHAT_NOT_FOUND", "GROUP_CHAT_REQUIRED", "INVALID_FIELD"),
+        rpc=chat.LeaveChatRequest.DESCRIPTOR,
     ),
     ("GET", "/v1/chats/{chat_id}/messages"): Operation(
         "A page of a chat's history, ascending seq", "chats",
@@ -291,8 +295,9 @@ def _operation(method: str, path: str, op: Operation, schemas: SchemaSet) -> dic
         "tags": [op.tag],
         "responses": _responses(op, schemas),
     }
-    if op.description:
-        body["description"] = op.description
+    description = _description(op)
+    if description:
+        body["description"] = description
     body["security"] = [{"bearer": []}] if op.auth else []
     in_path = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
     parameters = [_path_parameter(name) for name in in_path]
@@ -307,6 +312,14 @@ def _operation(method: str, path: str, op: Operation, schemas: SchemaSet) -> dic
     if parameters:
         body["parameters"] = parameters
     return body
+
+
+def _description(op: Operation) -> str:
+    """The route's own notes, then the comment of the gRPC call it makes."""
+    request = op.rpc or op.request
+    name, comment = rpc_comment(request) if request is not None else ("", "")
+    call = f"Calls {name}: {comment}" if name else ""
+    return "\n\n".join(text for text in (op.description, call) if text)
 
 
 def _operation_id(method: str, path: str) -> str:

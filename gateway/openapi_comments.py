@@ -23,20 +23,33 @@ def field_comment(descriptor: Descriptor, field_name: str) -> str:
     return _comments(descriptor.file.name).get(f"{_local_name(descriptor)}.{field_name}", "")
 
 
+def rpc_comment(request: Descriptor) -> tuple[str, str]:
+    """(``AuthService.Register``, its comment) for the RPC of ``request``'s file that takes
+    it; ("", "") when none does."""
+    for service in request.file.services_by_name.values():
+        for method in service.methods:
+            if method.input_type is request:
+                stubs = _comments(request.file.name, "_pb2_grpc.pyi")
+                comment = stubs.get(f"{service.name}Servicer.{method.name}", "")
+                return f"{service.name}.{method.name}", comment
+    return "", ""
+
+
 def _local_name(descriptor: Descriptor) -> str:
     """``Outer.Inner`` for ``minitg.chat.v1.Outer.Inner``."""
     return descriptor.full_name.removeprefix(descriptor.file.package + ".")
 
 
 @functools.cache
-def _comments(proto_file: str) -> dict[str, str]:
+def _comments(proto_file: str, stub: str = "_pb2.pyi") -> dict[str, str]:
     """``{"Message": doc, "Message.field": doc, "Outer.Inner.field": doc}`` of one proto
-    file, from its stub; empty when the stub is not installed."""
+    file, from its stub (``{"Servicer.Method": doc}`` from the gRPC stub); empty when the
+    stub is not installed."""
     package, _, stem = proto_file.removesuffix(".proto").rpartition("/")
     try:
-        source = (
-            importlib.resources.files(package.replace("/", ".")) / f"{stem}_pb2.pyi"
-        ).read_text(encoding="utf-8")
+        source = (importlib.resources.files(package.replace("/", ".")) / f"{stem}{stub}").read_text(
+            encoding="utf-8"
+        )
     except (ModuleNotFoundError, FileNotFoundError):
         return {}
     found: dict[str, str] = {}
@@ -50,6 +63,8 @@ def _walk(body: list[ast.stmt], prefix: str, found: dict[str, str]) -> None:
             name = prefix + node.name
             found[name] = _clean(ast.get_docstring(node) or "")
             _walk(node.body, name + ".", found)
+        elif isinstance(node, ast.FunctionDef) and prefix:
+            found[prefix + node.name] = _clean(ast.get_docstring(node) or "")
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and prefix:
             following = body[index + 1] if index + 1 < len(body) else None
             if (

@@ -54,7 +54,7 @@ function propertiesTable(schema) {
       el("td", {}, prop.description || "")));
   }
   const wrap = el("div", {});
-  if (schema.description) wrap.append(el("p", {}, schema.description));
+  if (schema.description) wrap.append(el("p", { class: "desc" }, schema.description));
   wrap.append(table);
   return wrap;
 }
@@ -65,7 +65,7 @@ function operationNode(method, path, op) {
     el("span", { class: "path" + (op.security && op.security.length ? " lock" : "") }, path),
     " \u2014 " + (op.summary || ""));
   const body = el("details", { id: op.operationId }, head);
-  if (op.description) body.append(el("p", {}, op.description));
+  if (op.description) body.append(el("p", { class: "desc" }, op.description));
   if (op.parameters) {
     const table = el("table", {}, el("tr", {}, el("th", {}, "parameter"), el("th", {}, "in"),
       el("th", {}, "type"), el("th", {}, "description")));

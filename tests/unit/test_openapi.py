@@ -87,6 +87,8 @@ def test_schemas_carry_the_proto_comments() -> None:
     history = document["paths"]["/v1/chats/{chat_id}/messages"]["get"]["parameters"]
     before = next(p for p in history if p["name"] == "before_seq")
     assert before["description"].startswith("Return the newest messages with seq strictly below")
+    leave = document["paths"]["/v1/chats/{chat_id}/leave"]["post"]["description"]
+    assert leave.startswith("Calls ChatService.LeaveChat: ")
 
 
 def test_answers_print_proto_names_defaults_and_int64_as_numbers() -> None:
