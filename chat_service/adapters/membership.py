@@ -68,8 +68,7 @@ class MembershipStore:
             if found is not None:  # a concurrent twin won the race
                 return Created(int(found), False)
             chat_id = await self._insert_chat(tx, actor, ChatKind.DIRECT, "", key, 2)
-            members = [Member(actor.user_id, Role.MEMBER, actor.now_ms)]
-            members.append(Member(peer, Role.MEMBER, actor.now_ms))
+            members = rules.founding_members(ChatKind.DIRECT, [actor.user_id, peer], actor.now_ms)
             pts = await self._announce_new_chat(tx, actor, chat_id, ChatKind.DIRECT, "", members)
             return Created(chat_id, True, pts)
 
@@ -98,10 +97,7 @@ class MembershipStore:
             chat_id = await self._insert_chat(
                 tx, actor, ChatKind.GROUP, title, None, len(member_ids)
             )
-            members = [
-                Member(uid, Role.OWNER if i == 0 else Role.MEMBER, actor.now_ms)
-                for i, uid in enumerate(member_ids)
-            ]
+            members = rules.founding_members(ChatKind.GROUP, member_ids, actor.now_ms)
             if client_request_id:
                 await tx.execute(
                     "INSERT INTO chat_requests (user_id, client_request_id, fingerprint, "
@@ -169,7 +165,7 @@ class MembershipStore:
             if not added:
                 return Invited((), len(old), 0, 0)
             last_seq = int(chat["last_seq"])
-            new = [Member(uid, Role.MEMBER, actor.now_ms) for uid in added]
+            new = rules.invited_members(added, actor.now_ms)
             await tx.executemany(
                 _INSERT_MEMBER,
                 [(chat_id, m.user_id, int(m.role), m.joined_at_ms, last_seq) for m in new],

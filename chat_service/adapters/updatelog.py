@@ -25,6 +25,7 @@ from minitg.delivery.v1 import delivery_pb2
 
 from chat_service.adapters.write_sql import OUTBOX_INSERT, WriteSql
 from chat_service.domain.model import UpdateKind
+from chat_service.domain.pts import assign_pts, pts_counts
 from svckit import tracing
 from svckit.ports import Executor
 
@@ -85,21 +86,14 @@ class LogBatch:
 
     def pts_counts(self) -> dict[int, int]:
         """How many pts each recipient of the reserved updates needs."""
-        counts: dict[int, int] = {}
-        for pending in self._pending:
-            for user_id in pending.recipients:
-                counts[user_id] = counts.get(user_id, 0) + 1
-        return counts
+        return pts_counts(p.recipients for p in self._pending)
 
     def assign(self, last: Mapping[int, int]) -> None:
         """Give out the pts ending at ``last[user]`` (after the counters were bumped by
-        ``pts_counts()``), in reserve order."""
-        counts = self.pts_counts()
-        next_pts = {user_id: last[user_id] - n + 1 for user_id, n in counts.items()}
-        for pending in self._pending:
-            for user_id in pending.recipients:
-                pending.pts[user_id] = next_pts[user_id]
-                next_pts[user_id] += 1
+        ``pts_counts()``), in reserve order (``domain.pts``)."""
+        assigned = assign_pts([p.recipients for p in self._pending], last)
+        for pending, given in zip(self._pending, assigned, strict=True):
+            pending.pts = given
 
     async def allocate(self, tx: Executor) -> None:
         """Give every recipient of every reserved update its next pts, in reserve order."""

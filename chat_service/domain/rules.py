@@ -105,6 +105,20 @@ def group_fingerprint(title: str, member_ids: Iterable[int]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def founding_members(kind: ChatKind, member_ids: Sequence[int], now_ms: int) -> list[Member]:
+    """The members a new chat starts with, in order: a group's first id (its creator) owns
+    it and the others are plain members; a direct chat has no owner."""
+    return [
+        Member(uid, Role.OWNER if i == 0 and kind is ChatKind.GROUP else Role.MEMBER, now_ms)
+        for i, uid in enumerate(member_ids)
+    ]
+
+
+def invited_members(user_ids: Sequence[int], now_ms: int) -> list[Member]:
+    """Users invited into a group join as plain members (an invite never grants a role)."""
+    return [Member(uid, Role.MEMBER, now_ms) for uid in user_ids]
+
+
 def next_owner(remaining: Sequence[Member]) -> int:
     """Who owns a group after its owner left: the longest-standing admin, else the
     longest-standing member (ties by lower user id); 0 when nobody remains."""

@@ -1,4 +1,4 @@
-"""Edits and the updates chat events log, as pure functions of their inputs and ``now``."""
+"""Edits, new members and the updates chat events log, as pure functions of their inputs."""
 
 from __future__ import annotations
 
@@ -92,3 +92,19 @@ def test_member_left_names_the_new_owner() -> None:
     """MemberLeft carries the leaver, the new count and the new owner (0: unchanged)."""
     left = updates.member_left(10, 1, 2, 3).member_left
     assert (10, 1, 2, 3) == (left.chat_id, left.user_id, left.member_count, left.new_owner_user_id)
+
+
+def test_a_groups_creator_owns_it_and_a_direct_chat_has_no_owner() -> None:
+    """A group's first member is its owner, the rest plain members; direct: all members."""
+    group = rules.founding_members(ChatKind.GROUP, [5, 6, 7], 9)
+    direct = rules.founding_members(ChatKind.DIRECT, [5, 6], 9)
+    assert [Role.OWNER, Role.MEMBER, Role.MEMBER] == [m.role for m in group]
+    assert [Role.MEMBER, Role.MEMBER] == [m.role for m in direct]
+    assert {9} == {m.joined_at_ms for m in group + direct}
+
+
+def test_invited_users_join_as_plain_members() -> None:
+    """An invite adds plain members joined now, in the order given."""
+    assert [Member(8, Role.MEMBER, 9), Member(4, Role.MEMBER, 9)] == rules.invited_members(
+        [8, 4], 9
+    )

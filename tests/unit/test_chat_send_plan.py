@@ -1,9 +1,10 @@
-"""The send batch's decisions as pure functions: repeats, seqs, unread counts, patches."""
+"""The send batch's decisions as pure functions: repeats, seqs, unread counts, patches, pts."""
 
 from __future__ import annotations
 
 from chat_service.domain.errors import ChatNotFound, ClientMsgIdReused
 from chat_service.domain.model import Body, BodyKind, Message, Outgoing, SendItem, SendResult
+from chat_service.domain.pts import assign_pts, pts_counts
 from chat_service.domain.send_plan import (
     ChatBatch,
     SenderRead,
@@ -135,3 +136,12 @@ def test_members_with_equal_counts_share_one_patch_and_zero_gets_none() -> None:
     assert patches[2] is patches[3]
     assert 4 == patches[2].new_message.unread_count
     assert 4 not in patches
+
+
+def test_pts_are_gapless_per_recipient_in_update_order() -> None:
+    """Each recipient's pts run consecutively through the updates, ending at their counter."""
+    updates = [(1, 2), (2,), (1, 2, 3)]
+    assert {1: 2, 2: 3, 3: 1} == pts_counts(updates)
+    assert [{1: 9, 2: 18}, {2: 19}, {1: 10, 2: 20, 3: 5}] == assign_pts(
+        updates, {1: 10, 2: 20, 3: 5}
+    )
