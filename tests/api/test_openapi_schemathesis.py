@@ -19,6 +19,7 @@ import hypothesis.errors
 import pytest
 import requests
 import schemathesis
+from minitg.chat.v1 import chat_pb2, chat_service_pb2, chat_service_pb2_grpc
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     FailureGroup,
@@ -27,7 +28,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.harness import SHAPES, running_system
+from tests.harness import SHAPES, System, running_system
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 # Per operation and mode; SCHEMATHESIS_EXAMPLES=200 for a longer hunt.
@@ -40,12 +41,19 @@ PASSWORD = "correct horse battery"
 
 
 def _fuzz_operation(
-    operation: Any, mode: GenerationMode, base_url: str, token: str, failures: list[str]
+    operation: Any,
+    mode: GenerationMode,
+    base_url: str,
+    token: str,
+    failures: list[str],
+    path_parameters: dict[str, int] | None = None,
 ) -> None:
-    """Run one operation's examples in ``mode``; append a line per failing example."""
+    """Run one operation's examples in ``mode`` (with these path parameters fixed, when
+    given); append a line per failing example."""
     session = requests.Session()
+    strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
 
-    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+    @hypothesis.given(case=strategy)
     @hypothesis.settings(
         max_examples=MAX_EXAMPLES,
         derandomize=True,
@@ -71,6 +79,11 @@ def _fuzz_operation(
             raise
 
 
+def _run_order(operation: Any) -> tuple[bool, bool]:
+    method = operation.method.upper()
+    return (method, operation.path) in SESSION_ENDING, method != "GET"
+
+
 async def _login(http: aiohttp.ClientSession, base_url: str, email: str) -> str:
     async with http.post(
         f"{base_url}/v1/auth/login", json={"email": email, "password": PASSWORD}
@@ -81,6 +94,30 @@ async def _login(http: aiohttp.ClientSession, base_url: str, email: str) -> str:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+async def _real_data(system: System, token: str) -> dict[str, int]:
+    """A group with a second member and a message in it, so GET operations also meet full
+    answers (members, last_message, history): path parameters naming them."""
+    bob = await system.register("bob")
+    md = (("authorization", f"Bearer {token}"),)
+    chat = chat_service_pb2_grpc.ChatServiceStub(system.channel("chat"))
+    created = await chat.CreateChat(
+        chat_service_pb2.CreateChatRequest(
+            kind=chat_pb2.CHAT_KIND_GROUP, title="fuzz", member_user_ids=[bob.id]
+        ),
+        metadata=md,
+    )
+    for n in range(3):
+        await chat.SendMessage(
+            chat_service_pb2.SendMessageRequest(
+                chat_id=created.chat.id,
+                client_msg_id=f"fuzz-{n}",
+                body=chat_pb2.MessageBody(text=f"hello {n}"),
+            ),
+            metadata=md,
+        )
+    return {"chat_id": created.chat.id, "user_id": bob.id}
+
+
 async def test_every_operation_answers_as_documented(tmp_path: Path, shape: str) -> None:
     """Every documented operation, fed valid and invalid input, answers a documented status
     with a body matching its schema, never a 5xx."""
@@ -96,6 +133,7 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, shape: str)
         ) as resp:
             assert 201 == resp.status, await resp.text()
             token = (await resp.json())["access_token"]
+        real = await _real_data(system, token)
         async with http.get(f"{base_url}/v1/openapi.json") as resp:
             document = await resp.json()
         schema = schemathesis.openapi.from_dict(document)
@@ -105,7 +143,9 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, shape: str)
         ) == sorted((op.method.upper(), op.path) for op in operations)
 
         failures: list[str] = []
-        ordered = sorted(operations, key=lambda op: (op.method.upper(), op.path) in SESSION_ENDING)
+        # Reads first (they see the real chat before a random leave may take the user out
+        # of it), session-ending calls last.
+        ordered = sorted(operations, key=_run_order)
         for operation in ordered:
             key = (operation.method.upper(), operation.path)
             if key in SKIPPED:
@@ -114,6 +154,13 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, shape: str)
                 if key in SESSION_ENDING:
                     token = await _login(http, base_url, email)
                 await asyncio.to_thread(_fuzz_operation, operation, mode, base_url, token, failures)
+            names = {p.name for p in operation.path_parameters}
+            if operation.method.upper() == "GET" and names and names <= set(real):
+                fixed = {name: real[name] for name in names}
+                await asyncio.to_thread(
+                    _fuzz_operation, operation, GenerationMode.POSITIVE, base_url, token,
+                    failures, fixed,
+                )  # fmt: skip
         assert [] == failures
 
 
