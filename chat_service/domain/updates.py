@@ -4,6 +4,10 @@ An event's update is a shared part (the same bytes for every recipient) plus opt
 per-recipient patches (the fields only that recipient sees: their unread count); the
 update log stores each recipient's merge of the two (``adapters/updatelog.py``). The
 NewMessage of a send is built in ``send_plan.py``, next to the unread arithmetic it needs.
+
+The domain builds protobuf here, unlike ``model.py``: an ``Update`` is the event itself,
+stored as it is sent (the log and the live push carry the same bytes), so which fields
+an event sets is a decision, not a translation.
 """
 
 from __future__ import annotations
