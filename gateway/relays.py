@@ -26,11 +26,8 @@ from minitg.chat.v1 import (
     chat_service_pb2,
     updates_pb2,
 )
-from minitg.presence.v1 import (
-    presence_internal_service_pb2,
-    presence_internal_service_pb2_grpc,
-    presence_service_pb2,
-)
+from minitg.gateway.v1 import messages_pb2
+from minitg.presence.v1 import presence_internal_service_pb2, presence_internal_service_pb2_grpc
 
 from svckit.authn import Principal, service_metadata
 from svckit.coalesce import Coalescer
@@ -84,9 +81,10 @@ class SendRelay:
         )
 
     async def send(
-        self, sender: Principal, request: chat_service_pb2.SendMessageRequest
+        self, sender: Principal, request: messages_pb2.SendMessage
     ) -> chat_service_pb2.SendMessageResponse:
-        """Send ``request`` as ``sender``; raise the item's error as a DomainError."""
+        """Send the client's ``request`` as ``sender``; raise the item's error as a
+        DomainError."""
         return await self._batches.submit((sender, request, request_id_var.get()))
 
     async def _call(
@@ -94,14 +92,13 @@ class SendRelay:
     ) -> list[chat_service_pb2.SendMessageResponse | BaseException]:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("relaying %d sends: %s", len(items), " ".join(rid for _, _, rid in items))
-        request = chat_internal_service_pb2.RelaySendsRequest(
-            items=[
-                chat_internal_service_pb2.RelayedSend(
-                    user_id=sender.user_id, session_id=sender.session_id, send=send
-                )
-                for sender, send, _ in items
-            ]
-        )
+        # Each client SendMessage is built into its item field by field (items.add and a
+        # dict: one copy of the body, measured cheaper than building RelayedSend objects).
+        request = chat_internal_service_pb2.RelaySendsRequest()
+        add = request.items.add
+        for sender, send, _ in items:
+            body = {"chat_id": send.chat_id, "client_msg_id": send.client_msg_id, "body": send.body}
+            add(user_id=sender.user_id, session_id=sender.session_id, send=body)
         reply = await self._chat.RelaySends(request, metadata=self._metadata)
         return [
             r.response if r.WhichOneof("outcome") == "response" else _as_sent(r.error, index)
@@ -128,25 +125,28 @@ class AckRelay:
             self._call, max_items=max_items, max_in_flight=max_in_flight, name="acks"
         )
 
-    async def ack(self, device: Principal, request: presence_service_pb2.AckUpdatesRequest) -> None:
+    async def ack(self, device: Principal, request: messages_pb2.AckUpdates) -> None:
         """Record ``device``'s ack; raise its refusal (INVALID_FIELD) as a DomainError."""
         await self._batches.submit((device, request))
 
-    def post(self, device: Principal, request: presence_service_pb2.AckUpdatesRequest) -> None:
+    def post(self, device: Principal, request: messages_pb2.AckUpdates) -> None:
         """Record an ack nobody waits for (request id 0): no reply; a failed call is logged,
         a refused (malformed) ack dropped. Acks are cumulative, so the device's next ack
         covers a lost one."""
         self._batches.post((device, request))
 
     async def _call(self, items: list[tuple[Principal, Any]]) -> list[BaseException | None]:
-        request = presence_internal_service_pb2.RelayAcksRequest(
-            items=[
-                presence_internal_service_pb2.RelayedAck(
-                    user_id=device.user_id, session_id=device.session_id, ack=ack
-                )
-                for device, ack in items
-            ]
-        )
+        request = presence_internal_service_pb2.RelayAcksRequest()
+        add = request.items.add
+        for device, ack in items:
+            # The client's AckUpdates has AckUpdatesRequest's field numbers without its
+            # session_id (the device is the connection's): re-encoding it costs ~2 us
+            # whatever its chats, half a field-by-field build with chats. Unknown fields
+            # are dropped first, so a client cannot smuggle in a session_id.
+            ack.DiscardUnknownFields()
+            add(user_id=device.user_id, session_id=device.session_id).ack.MergeFromString(
+                ack.SerializeToString()
+            )
         reply = await self._presence.RelayAcks(request, metadata=self._metadata)
         return [item_error(r) if r.reason else None for r in reply.results]
 

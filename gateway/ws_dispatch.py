@@ -1,5 +1,9 @@
 """Client requests on the WebSocket: each ClientFrame becomes one service call.
 
+The frames' payloads are the client protocol's own messages (messages.proto); each
+handler builds the service request from the client message's fields and the Result from
+the service's reply (gateway/ws_mapping.py for the requests off the send path).
+
 A request runs in its own task so the socket keeps reading; replies carry the request id
 and may come back out of order, except that one connection's SendMessage frames are
 committed in the order received (the connection's send lock). Service failures become
@@ -16,10 +20,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
-from minitg.gateway.v1 import frames_pb2
+from minitg.chat.v1 import chat_service_pb2
+from minitg.gateway.v1 import frames_pb2, messages_pb2
 from minitg.presence.v1 import presence_pb2, presence_service_pb2
 from opentelemetry.trace import SpanKind
 
+from gateway import ws_mapping as mapping
 from gateway.clients import ServiceClients
 from gateway.relays import AckRelay, SendRelay
 from gateway.ws_hub import Connection
@@ -32,6 +38,8 @@ log = logging.getLogger("minitg.gateway.ws")
 
 # Requests that may be sent with request_id 0 (fire and forget).
 NO_REPLY_OK = frozenset({"ack_updates", "set_typing"})
+# The empty results (copied into each Result, never modified).
+_ACKED, _TYPING_SET = messages_pb2.AckUpdatesResult(), messages_pb2.SetTypingResult()
 
 
 def error_frame(request_id: int, details: ErrorDetails) -> bytes:
@@ -168,7 +176,11 @@ class Dispatcher:
             reply = await self._relay.send(conn.principal, request)
         if conn.typing.pop(request.chat_id, None) is not None:
             await self._stop_typing(conn, request.chat_id)  # sending ends "typing…"
-        return frames_pb2.Result(send_message=reply)
+        result = frames_pb2.Result()  # filled in place: no intermediate message to copy
+        sent = result.send_message
+        sent.message_id, sent.seq, sent.date_ms = reply.message_id, reply.seq, reply.date_ms
+        sent.pts, sent.pts_count = reply.pts, reply.pts_count
+        return result
 
     async def _stop_typing(self, conn: Connection, chat_id: int) -> None:
         cancel = presence_service_pb2.SetTypingRequest(
@@ -179,35 +191,41 @@ class Dispatcher:
 
     async def _ack_updates(self, conn: Connection, request: Any) -> frames_pb2.Result:
         await self._acks.ack(conn.principal, request)  # the device is the connection's
-        return frames_pb2.Result(ack_updates=presence_service_pb2.AckUpdatesResponse())
+        return frames_pb2.Result(ack_updates=_ACKED)
 
     async def _set_typing(self, conn: Connection, request: Any) -> frames_pb2.Result:
-        reply = await self._clients.presence.SetTyping(request, metadata=self._md(conn))
+        call = presence_service_pb2.SetTypingRequest(chat_id=request.chat_id, action=request.action)
+        await self._clients.presence.SetTyping(call, metadata=self._md(conn))
         if request.action == presence_pb2.TYPING_ACTION_TYPING:
             conn.typing[request.chat_id] = time.monotonic()
         else:
             conn.typing.pop(request.chat_id, None)
-        return frames_pb2.Result(set_typing=reply)
+        return frames_pb2.Result(set_typing=_TYPING_SET)
 
     async def _read_history(self, conn: Connection, request: Any) -> frames_pb2.Result:
-        reply = await self._clients.chat.ReadHistory(request, metadata=self._md(conn))
-        return frames_pb2.Result(read_history=reply)
+        call = mapping.read_history_request(request)
+        reply = await self._clients.chat.ReadHistory(call, metadata=self._md(conn))
+        return mapping.read_history_result(reply)
 
     async def _get_state(self, conn: Connection, request: Any) -> frames_pb2.Result:
-        reply = await self._clients.chat.GetState(request, metadata=self._md(conn))
-        return frames_pb2.Result(get_state=reply)
+        call = chat_service_pb2.GetStateRequest()
+        reply = await self._clients.chat.GetState(call, metadata=self._md(conn))
+        return mapping.get_state_result(reply)
 
     async def _get_history(self, conn: Connection, request: Any) -> frames_pb2.Result:
-        reply = await self._clients.chat.GetHistory(request, metadata=self._md(conn))
-        return frames_pb2.Result(get_history=reply)
+        call = mapping.get_history_request(request)
+        reply = await self._clients.chat.GetHistory(call, metadata=self._md(conn))
+        return mapping.get_history_result(reply)
 
     async def _edit_message(self, conn: Connection, request: Any) -> frames_pb2.Result:
-        reply = await self._clients.chat.EditMessage(request, metadata=self._md(conn))
-        return frames_pb2.Result(edit_message=reply)
+        call = mapping.edit_message_request(request)
+        reply = await self._clients.chat.EditMessage(call, metadata=self._md(conn))
+        return mapping.edit_message_result(reply)
 
     async def _delete_messages(self, conn: Connection, request: Any) -> frames_pb2.Result:
-        reply = await self._clients.chat.DeleteMessages(request, metadata=self._md(conn))
-        return frames_pb2.Result(delete_messages=reply)
+        call = mapping.delete_messages_request(request)
+        reply = await self._clients.chat.DeleteMessages(call, metadata=self._md(conn))
+        return mapping.delete_messages_result(reply)
 
     async def _renew_token(self, conn: Connection, request: Any) -> frames_pb2.Result:
         fresh = await self._authn.authenticate(request.access_token)
@@ -223,9 +241,10 @@ class Dispatcher:
         """One Result per chunk of the server stream, in order."""
         bind_request_id(None)
         try:
-            call = self._clients.chat.GetDifference(request, metadata=self._md(conn))
+            ask = mapping.get_difference_request(request)
+            call = self._clients.chat.GetDifference(ask, metadata=self._md(conn))
             async for chunk in call:
-                result = frames_pb2.Result(request_id=rid, get_difference=chunk)
+                result = mapping.get_difference_result(rid, chunk)
                 conn.push(frames_pb2.ServerFrame(result=result).SerializeToString(), "result")
         except Exception as exc:
             conn.push(error_frame(rid, _details_of(exc)), "error")

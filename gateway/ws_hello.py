@@ -13,6 +13,11 @@ from svckit.config import MessagingConfig
 
 _INT64_MAX = 2**63 - 1
 
+# The protocol Hello names: the WebSocket subprotocol of this version (gateway/ws_handler.py).
+PROTOCOL = "minitg.v1"
+# What this server speaks beyond the base protocol; each name is defined by Hello.features.
+FEATURES = ("renew_token", "edit", "delete", "typing", "presence", "receipts")
+
 
 async def hello_frame(conn: Connection, states: StateReader, cfg: MessagingConfig) -> bytes:
     """Session, limits and the user's current update-log state (when the chat service has it)."""
@@ -26,6 +31,8 @@ async def hello_frame(conn: Connection, states: StateReader, cfg: MessagingConfi
         # Verified claims are bounded (svckit.tokens); the clamp keeps a protobuf int64
         # from ever raising after the 101, whatever a future verifier lets through.
         token_expires_at_ms=min(max(int(conn.token_exp * 1000), 0), _INT64_MAX),
+        protocol=PROTOCOL,
+        features=FEATURES,
     )
     try:
         hello.state.CopyFrom(await states.state_of(conn.user_id))

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from minitg.chat.v1 import updates_pb2
-from minitg.gateway.v1 import frames_pb2
-from minitg.presence.v1 import presence_pb2, presence_service_pb2
+from minitg.gateway.v1 import frames_pb2, messages_pb2
 
 from tgclient import MinitgClient
 from tgclient.errors import ConnectionClosed
@@ -109,11 +108,11 @@ class LoadClient(MinitgClient):
         if pts <= self._acked_pts or self.closed:
             return None
         chats = [
-            presence_pb2.ChatDelivery(chat_id=c, max_seq=s) for c, s in self._delivered.items()
+            messages_pb2.ChatReceived(chat_id=c, max_seq=s) for c, s in self._delivered.items()
         ]
         self._delivered.clear()
         self._acked_pts = pts
-        ack = presence_service_pb2.AckUpdatesRequest(max_pts=pts, chats=chats[:100])
+        ack = messages_pb2.AckUpdates(max_pts=pts, chats=chats[:100])
         return bytes(frames_pb2.ClientFrame(request_id=0, ack_updates=ack).SerializeToString())
 
     async def send_raw(self, data: bytes) -> None:

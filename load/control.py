@@ -18,8 +18,8 @@ from collections import defaultdict
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from minitg.chat.v1 import chat_pb2, chat_service_pb2, updates_pb2
-from minitg.gateway.v1 import frames_pb2
+from minitg.chat.v1 import chat_pb2, updates_pb2
+from minitg.gateway.v1 import frames_pb2, messages_pb2
 
 from load.procstat import raise_nofile
 
@@ -43,7 +43,7 @@ class FanOut:
             ids.append(chat_id)
         return ids
 
-    def send(self, sender: int, rid: int, request: chat_service_pb2.SendMessageRequest) -> bytes:
+    def send(self, sender: int, rid: int, request: messages_pb2.SendMessage) -> bytes:
         """Commit in memory, push to the other members, return the sender's Result frame."""
         chat_id = request.chat_id
         self.seq[chat_id] += 1
@@ -62,7 +62,7 @@ class FanOut:
                     new_message=updates_pb2.NewMessage(message=message),
                 )  # fmt: skip
                 self._push(ws, frames_pb2.ServerFrame(update=update).SerializeToString())
-        reply = chat_service_pb2.SendMessageResponse(
+        reply = messages_pb2.SendMessageResult(
             message_id=message.id, seq=message.seq, date_ms=message.date_ms,
             pts=self.pts[sender], pts_count=1,
         )  # fmt: skip
@@ -85,7 +85,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=64 * 1024, compress=False)
     await ws.prepare(request)
     hub.sockets[user_id] = ws
-    hello = frames_pb2.Hello(user_id=user_id, state=updates_pb2.State(pts=hub.pts[user_id]))
+    hello = frames_pb2.Hello(
+        user_id=user_id, state=updates_pb2.State(pts=hub.pts[user_id]), protocol="minitg.v1"
+    )
     await ws.send_bytes(frames_pb2.ServerFrame(hello=hello).SerializeToString())
     try:
         async for msg in ws:
@@ -113,8 +115,8 @@ def _answer(hub: FanOut, user_id: int, frame: frames_pb2.ClientFrame) -> bytes |
     if kind == "ping":
         out = frames_pb2.ServerFrame(pong=frames_pb2.Pong(request_id=rid))
     elif kind == "get_difference":
-        diff = chat_service_pb2.GetDifferenceResponse(
-            status=chat_service_pb2.DIFFERENCE_STATUS_COMPLETE,
+        diff = messages_pb2.GetDifferenceResult(
+            status=messages_pb2.DIFFERENCE_STATUS_COMPLETE,
             state=updates_pb2.State(pts=hub.pts[user_id]),
         )
         out = frames_pb2.ServerFrame(result=frames_pb2.Result(request_id=rid, get_difference=diff))

@@ -22,7 +22,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import aiohttp
-from minitg.chat.v1 import chat_pb2, chat_service_pb2
+from minitg.chat.v1 import chat_pb2
+from minitg.gateway.v1 import messages_pb2
 
 from load.client import LoadClient, Recorder
 from load.procstat import raise_nofile
@@ -182,7 +183,7 @@ class Worker:
         client, report = self.clients[slot.device], self.sends
         report.attempted += 1
         sent_at = time.time()
-        request = chat_service_pb2.SendMessageRequest(
+        request = messages_pb2.SendMessage(
             chat_id=self.plan.chat_ids[slot.chat], client_msg_id=secrets.token_hex(8),
             body=chat_pb2.MessageBody(text=repr(sent_at)),
         )  # fmt: skip

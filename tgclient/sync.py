@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from minitg.chat.v1 import chat_service_pb2, updates_pb2
+from minitg.chat.v1 import updates_pb2
+from minitg.gateway.v1 import messages_pb2
 
 from tgclient.calls import Calls
 from tgclient.errors import ConnectionClosed, RequestFailed
@@ -70,11 +71,11 @@ class UpdateSync(Calls):
                 for update in chunk.updates:
                     self._offer(update)
             final = chunks[-1]
-            if final.status == chat_service_pb2.DIFFERENCE_STATUS_TOO_LONG:
+            if final.status == messages_pb2.DIFFERENCE_STATUS_TOO_LONG:
                 self.too_long = True
                 self._state.reset(final.state.pts)
                 return
-            if final.status == chat_service_pb2.DIFFERENCE_STATUS_SLICE:
+            if final.status == messages_pb2.DIFFERENCE_STATUS_SLICE:
                 self._state.pts = max(self._state.pts, final.intermediate_pts)
                 continue
             self._state.pts = max(self._state.pts, final.state.pts)

@@ -29,9 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
-from minitg.chat.v1 import chat_service_pb2, updates_pb2
-from minitg.gateway.v1 import frames_pb2
-from minitg.presence.v1 import presence_pb2, presence_service_pb2
+from minitg.chat.v1 import updates_pb2
+from minitg.gateway.v1 import frames_pb2, messages_pb2
 
 from tgclient.errors import ConnectionClosed, RequestFailed
 from tgclient.pts import PtsState
@@ -43,9 +42,9 @@ SUBPROTOCOL = "minitg.v1"
 NO_RECONNECT = {1000, 4001, 4002}
 
 FINAL = {
-    chat_service_pb2.DIFFERENCE_STATUS_COMPLETE,
-    chat_service_pb2.DIFFERENCE_STATUS_SLICE,
-    chat_service_pb2.DIFFERENCE_STATUS_TOO_LONG,
+    messages_pb2.DIFFERENCE_STATUS_COMPLETE,
+    messages_pb2.DIFFERENCE_STATUS_SLICE,
+    messages_pb2.DIFFERENCE_STATUS_TOO_LONG,
 }
 
 
@@ -296,10 +295,10 @@ class MinitgClient(UpdateSync):
             if self._ws is None or self._ws.closed or self.pts <= self._acked_pts:
                 continue
             chats = [
-                presence_pb2.ChatDelivery(chat_id=c, max_seq=s) for c, s in self._delivered.items()
+                messages_pb2.ChatReceived(chat_id=c, max_seq=s) for c, s in self._delivered.items()
             ]
             self._delivered.clear()
-            ack = presence_service_pb2.AckUpdatesRequest(max_pts=self.pts, chats=chats[:100])
+            ack = messages_pb2.AckUpdates(max_pts=self.pts, chats=chats[:100])
             frame = frames_pb2.ClientFrame(request_id=0, ack_updates=ack)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self._ws.send_bytes(frame.SerializeToString())

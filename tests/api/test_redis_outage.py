@@ -16,7 +16,8 @@ import grpc
 import pytest
 import pytest_asyncio
 from minitg.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
-from minitg.presence.v1 import presence_pb2, presence_service_pb2
+from minitg.gateway.v1 import messages_pb2
+from minitg.presence.v1 import presence_pb2
 from prometheus_client import REGISTRY
 
 from svckit.errors import details_from_rpc_error
@@ -105,7 +106,7 @@ async def test_redis_outage_is_503_then_recovers(
     internal_before = _internal_errors()
     async with clients(system, ann) as (socket,):
         private_redis.stop()
-        typing = presence_service_pb2.SetTypingRequest(
+        typing = messages_pb2.SetTyping(
             chat_id=chat["id"], action=presence_pb2.TYPING_ACTION_TYPING
         )
         with pytest.raises(RequestFailed) as failed:

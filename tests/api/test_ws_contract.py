@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from minitg.chat.v1 import chat_pb2, chat_service_pb2
-from minitg.gateway.v1 import frames_pb2
+from minitg.chat.v1 import chat_pb2
+from minitg.gateway.v1 import frames_pb2, messages_pb2
 
 from tests.api.ws_support import (
     accounts,
@@ -122,17 +122,15 @@ async def test_oversized_frame_says_goodbye_and_why(system: System) -> None:
 @pytest.mark.parametrize(
     ("send", "field"),
     [
-        (chat_service_pb2.SendMessageRequest(body=chat_pb2.MessageBody(text="x")), "client_msg_id"),
+        (messages_pb2.SendMessage(body=chat_pb2.MessageBody(text="x")), "client_msg_id"),
         (
-            chat_service_pb2.SendMessageRequest(
-                client_msg_id="m1", body=chat_pb2.MessageBody(text="  ")
-            ),
+            messages_pb2.SendMessage(client_msg_id="m1", body=chat_pb2.MessageBody(text="  ")),
             "body.text",
         ),
     ],
 )
 async def test_send_errors_name_the_client_frames_field(
-    system: System, send: chat_service_pb2.SendMessageRequest, field: str
+    system: System, send: messages_pb2.SendMessage, field: str
 ) -> None:
     """INVALID_FIELD on a send names the field as in the client's SendMessage, never the
     gateway's internal batch (items[0].send....)."""
@@ -155,7 +153,7 @@ async def test_retry_after_rides_in_its_own_field_only(shape: str, tmp_path: Pat
         async with raw_socket(sys2, bob.access_token) as ws:
             await next_frame(ws, "hello")
             for rid in (1, 2):  # the second arrives while the first awaits its reply
-                send = chat_service_pb2.SendMessageRequest(
+                send = messages_pb2.SendMessage(
                     chat_id=chat["id"], client_msg_id=f"m{rid}", body=chat_pb2.MessageBody(text="x")
                 )
                 frame = frames_pb2.ClientFrame(request_id=rid, send_message=send)
@@ -170,7 +168,7 @@ async def test_reused_request_id_is_reported_on_request_id_0(system: System) -> 
     """A request id already awaiting a reply gets an Error with request_id 0 naming the id
     in metadata, so the pending request's own reply still matches it."""
     _ann, bob, chat = await direct_pair(system)
-    send = chat_service_pb2.SendMessageRequest(
+    send = messages_pb2.SendMessage(
         chat_id=chat["id"], client_msg_id="m1", body=chat_pb2.MessageBody(text="x")
     )
     frame = frames_pb2.ClientFrame(request_id=5, send_message=send).SerializeToString()

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from minitg.chat.v1 import chat_pb2, chat_service_pb2
-from minitg.gateway.v1 import frames_pb2
-from minitg.presence.v1 import presence_pb2, presence_service_pb2
+from minitg.chat.v1 import chat_pb2
+from minitg.gateway.v1 import frames_pb2, messages_pb2
 
 from tests.api.ws_support import (
     accounts,
@@ -139,7 +138,7 @@ async def test_request_errors_keep_the_socket_open(system: System) -> None:
         await next_frame(ws, "hello")
         await ws.send_bytes(frames_pb2.ClientFrame(request_id=5).SerializeToString())
         assert ("UNKNOWN_FRAME", 5) == _reason(await next_frame(ws, "error"))
-        send = chat_service_pb2.SendMessageRequest(
+        send = messages_pb2.SendMessage(
             chat_id=1, client_msg_id="m1", body=chat_pb2.MessageBody(text="x")
         )
         await ws.send_bytes(
@@ -164,10 +163,8 @@ async def test_bad_unanswered_acks_are_dropped_and_the_socket_keeps_serving(
     async with RestClient(system.http_url) as rest:
         (ann,) = await accounts(rest, "ann")
     bad = [
-        presence_service_pb2.AckUpdatesRequest(max_pts=-1),
-        presence_service_pb2.AckUpdatesRequest(
-            max_pts=1, chats=[presence_pb2.ChatDelivery(chat_id=0, max_seq=1)]
-        ),
+        messages_pb2.AckUpdates(max_pts=-1),
+        messages_pb2.AckUpdates(max_pts=1, chats=[messages_pb2.ChatReceived(chat_id=0, max_seq=1)]),
     ]
     async with raw_socket(system, ann.access_token) as ws:
         await next_frame(ws, "hello")
@@ -329,7 +326,7 @@ async def test_overload_sheds_sends_with_rate_limited(shape: str, tmp_path: Path
         assert any(not isinstance(o, BaseException) for o in outcomes), "and some went through"
 
 
-def _send(chat_id: int, text: str) -> chat_service_pb2.SendMessageRequest:
-    return chat_service_pb2.SendMessageRequest(
+def _send(chat_id: int, text: str) -> messages_pb2.SendMessage:
+    return messages_pb2.SendMessage(
         chat_id=chat_id, client_msg_id=f"shed-{text}", body=chat_pb2.MessageBody(text=text)
     )

@@ -86,17 +86,16 @@ async def test_offline_device_catches_up_exactly(cluster: Cluster) -> None:
 
 
 def _delete(chat_id: int, message_id: int) -> object:
-    from minitg.chat.v1 import chat_service_pb2
+    from minitg.gateway.v1 import messages_pb2
 
-    return chat_service_pb2.DeleteMessagesRequest(
-        chat_id=chat_id, message_ids=[message_id], for_everyone=True
-    )
+    return messages_pb2.DeleteMessages(chat_id=chat_id, message_ids=[message_id], for_everyone=True)
 
 
 def _edit(chat_id: int, message_id: int, text: str) -> object:
-    from minitg.chat.v1 import chat_pb2, chat_service_pb2
+    from minitg.chat.v1 import chat_pb2
+    from minitg.gateway.v1 import messages_pb2
 
-    return chat_service_pb2.EditMessageRequest(
+    return messages_pb2.EditMessage(
         chat_id=chat_id, message_id=message_id, body=chat_pb2.MessageBody(text=text)
     )
 

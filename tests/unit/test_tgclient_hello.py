@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from minitg.chat.v1 import chat_pb2, chat_service_pb2, updates_pb2
-from minitg.gateway.v1 import frames_pb2
+from minitg.chat.v1 import chat_pb2, updates_pb2
+from minitg.gateway.v1 import frames_pb2, messages_pb2
 
 from tgclient import MinitgClient
 
@@ -55,7 +55,7 @@ class ScriptedGateway:
             for update in (new_message(STATE_PTS, "old"), new_message(STATE_PTS + 1, "new")):
                 await ws.send_bytes(frames_pb2.ServerFrame(update=update).SerializeToString())
             await asyncio.sleep(0.05)
-            state = chat_service_pb2.GetStateResponse(state=updates_pb2.State(pts=STATE_PTS))
+            state = messages_pb2.GetStateResult(state=updates_pb2.State(pts=STATE_PTS))
             result = frames_pb2.Result(request_id=frame.request_id, get_state=state)
             await ws.send_bytes(frames_pb2.ServerFrame(result=result).SerializeToString())
         return ws

@@ -22,13 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from minitg.chat.v1 import chat_service_pb2 as minitg_dot_chat_dot_v1_dot_chat__service__pb2
 from minitg.chat.v1 import updates_pb2 as minitg_dot_chat_dot_v1_dot_updates__pb2
+from minitg.gateway.v1 import messages_pb2 as minitg_dot_gateway_dot_v1_dot_messages__pb2
 from minitg.presence.v1 import presence_pb2 as minitg_dot_presence_dot_v1_dot_presence__pb2
-from minitg.presence.v1 import presence_service_pb2 as minitg_dot_presence_dot_v1_dot_presence__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eminitg/gateway/v1/frames.proto\x12\x11minitg.gateway.v1\x1a!minitg/chat/v1/chat_service.proto\x1a\x1cminitg/chat/v1/updates.proto\x1a!minitg/presence/v1/presence.proto\x1a)minitg/presence/v1/presence_service.proto\"\xab\x05\n\x0b\x43lientFrame\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12:\n\x0csend_message\x18\x02 \x01(\x0b\x32\".minitg.chat.v1.SendMessageRequestH\x00\x12<\n\x0b\x61\x63k_updates\x18\x03 \x01(\x0b\x32%.minitg.presence.v1.AckUpdatesRequestH\x00\x12\'\n\x04ping\x18\x04 \x01(\x0b\x32\x17.minitg.gateway.v1.PingH\x00\x12:\n\nset_typing\x18\x05 \x01(\x0b\x32$.minitg.presence.v1.SetTypingRequestH\x00\x12:\n\x0cread_history\x18\x06 \x01(\x0b\x32\".minitg.chat.v1.ReadHistoryRequestH\x00\x12>\n\x0eget_difference\x18\x07 \x01(\x0b\x32$.minitg.chat.v1.GetDifferenceRequestH\x00\x12\x34\n\tget_state\x18\x08 \x01(\x0b\x32\x1f.minitg.chat.v1.GetStateRequestH\x00\x12\x38\n\x0bget_history\x18\t \x01(\x0b\x32!.minitg.chat.v1.GetHistoryRequestH\x00\x12:\n\x0c\x65\x64it_message\x18\n \x01(\x0b\x32\".minitg.chat.v1.EditMessageRequestH\x00\x12@\n\x0f\x64\x65lete_messages\x18\x0b \x01(\x0b\x32%.minitg.chat.v1.DeleteMessagesRequestH\x00\x12\x34\n\x0brenew_token\x18\x0c \x01(\x0b\x32\x1d.minitg.gateway.v1.RenewTokenH\x00\x42\t\n\x07payload\"\x06\n\x04Ping\"\"\n\nRenewToken\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\xe0\x03\n\x0bServerFrame\x12(\n\x06update\x18\x01 \x01(\x0b\x32\x16.minitg.chat.v1.UpdateH\x00\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x19.minitg.gateway.v1.ResultH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.minitg.gateway.v1.ErrorH\x00\x12\'\n\x04pong\x18\x04 \x01(\x0b\x32\x17.minitg.gateway.v1.PongH\x00\x12;\n\x0etyping_changed\x18\x05 \x01(\x0b\x32!.minitg.presence.v1.TypingChangedH\x00\x12\x43\n\x12messages_delivered\x18\x06 \x01(\x0b\x32%.minitg.presence.v1.MessagesDeliveredH\x00\x12?\n\x10presence_changed\x18\x07 \x01(\x0b\x32#.minitg.presence.v1.PresenceChangedH\x00\x12)\n\x05hello\x18\x08 \x01(\x0b\x32\x18.minitg.gateway.v1.HelloH\x00\x12-\n\x07goodbye\x18\t \x01(\x0b\x32\x1a.minitg.gateway.v1.GoodbyeH\x00\x42\t\n\x07payload\"\x93\x05\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12;\n\x0csend_message\x18\x02 \x01(\x0b\x32#.minitg.chat.v1.SendMessageResponseH\x00\x12=\n\x0b\x61\x63k_updates\x18\x03 \x01(\x0b\x32&.minitg.presence.v1.AckUpdatesResponseH\x00\x12;\n\nset_typing\x18\x05 \x01(\x0b\x32%.minitg.presence.v1.SetTypingResponseH\x00\x12;\n\x0cread_history\x18\x06 \x01(\x0b\x32#.minitg.chat.v1.ReadHistoryResponseH\x00\x12?\n\x0eget_difference\x18\x07 \x01(\x0b\x32%.minitg.chat.v1.GetDifferenceResponseH\x00\x12\x35\n\tget_state\x18\x08 \x01(\x0b\x32 .minitg.chat.v1.GetStateResponseH\x00\x12\x39\n\x0bget_history\x18\t \x01(\x0b\x32\".minitg.chat.v1.GetHistoryResponseH\x00\x12;\n\x0c\x65\x64it_message\x18\n \x01(\x0b\x32#.minitg.chat.v1.EditMessageResponseH\x00\x12\x41\n\x0f\x64\x65lete_messages\x18\x0b \x01(\x0b\x32&.minitg.chat.v1.DeleteMessagesResponseH\x00\x12:\n\x0brenew_token\x18\x0c \x01(\x0b\x32#.minitg.gateway.v1.RenewTokenResultH\x00\x42\n\n\x08responseJ\x04\x08\x04\x10\x05\"/\n\x10RenewTokenResult\x12\x1b\n\x13token_expires_at_ms\x18\x01 \x01(\x03\"\xd2\x01\n\x05\x45rror\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x04 \x01(\x05\x12\x11\n\tretryable\x18\x05 \x01(\x08\x12\x38\n\x08metadata\x18\x06 \x03(\x0b\x32&.minitg.gateway.v1.Error.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x04Pong\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x16\n\x0eserver_time_ms\x18\x02 \x01(\x03\"\xdf\x01\n\x05Hello\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0eserver_time_ms\x18\x03 \x01(\x03\x12\x1d\n\x15heartbeat_interval_ms\x18\x04 \x01(\x05\x12\x17\n\x0fmax_frame_bytes\x18\x05 \x01(\x05\x12\x1e\n\x16max_in_flight_requests\x18\x06 \x01(\x05\x12$\n\x05state\x18\x07 \x01(\x0b\x32\x15.minitg.chat.v1.State\x12\x1b\n\x13token_expires_at_ms\x18\x08 \x01(\x03\"r\n\x07Goodbye\x12*\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1c.minitg.gateway.v1.CloseCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x1a\n\x12reconnect_after_ms\x18\x04 \x01(\x05*\xe5\x03\n\tCloseCode\x12\x1a\n\x16\x43LOSE_CODE_UNSPECIFIED\x10\x00\x12\x16\n\x11\x43LOSE_CODE_NORMAL\x10\xe8\x07\x12\x1a\n\x15\x43LOSE_CODE_GOING_AWAY\x10\xe9\x07\x12\x1e\n\x19\x43LOSE_CODE_PROTOCOL_ERROR\x10\xea\x07\x12 \n\x1b\x43LOSE_CODE_UNSUPPORTED_DATA\x10\xeb\x07\x12\x1f\n\x1a\x43LOSE_CODE_MALFORMED_FRAME\x10\xef\x07\x12 \n\x1b\x43LOSE_CODE_POLICY_VIOLATION\x10\xf0\x07\x12\x1f\n\x1a\x43LOSE_CODE_FRAME_TOO_LARGE\x10\xf1\x07\x12\x1e\n\x19\x43LOSE_CODE_INTERNAL_ERROR\x10\xf3\x07\x12\x1f\n\x1a\x43LOSE_CODE_TRY_AGAIN_LATER\x10\xf5\x07\x12!\n\x1c\x43LOSE_CODE_HEARTBEAT_TIMEOUT\x10\xa0\x1f\x12\x1f\n\x1a\x43LOSE_CODE_SESSION_REVOKED\x10\xa1\x1f\x12 \n\x1b\x43LOSE_CODE_SESSION_REPLACED\x10\xa2\x1f\x12\x1d\n\x18\x43LOSE_CODE_TOKEN_EXPIRED\x10\xa3\x1f\x12\x1c\n\x17\x43LOSE_CODE_RATE_LIMITED\x10\xa8\x1f\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eminitg/gateway/v1/frames.proto\x12\x11minitg.gateway.v1\x1a\x1cminitg/chat/v1/updates.proto\x1a minitg/gateway/v1/messages.proto\x1a!minitg/presence/v1/presence.proto\"\xff\x04\n\x0b\x43lientFrame\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x36\n\x0csend_message\x18\x02 \x01(\x0b\x32\x1e.minitg.gateway.v1.SendMessageH\x00\x12\x34\n\x0b\x61\x63k_updates\x18\x03 \x01(\x0b\x32\x1d.minitg.gateway.v1.AckUpdatesH\x00\x12\'\n\x04ping\x18\x04 \x01(\x0b\x32\x17.minitg.gateway.v1.PingH\x00\x12\x32\n\nset_typing\x18\x05 \x01(\x0b\x32\x1c.minitg.gateway.v1.SetTypingH\x00\x12\x36\n\x0cread_history\x18\x06 \x01(\x0b\x32\x1e.minitg.gateway.v1.ReadHistoryH\x00\x12:\n\x0eget_difference\x18\x07 \x01(\x0b\x32 .minitg.gateway.v1.GetDifferenceH\x00\x12\x30\n\tget_state\x18\x08 \x01(\x0b\x32\x1b.minitg.gateway.v1.GetStateH\x00\x12\x34\n\x0bget_history\x18\t \x01(\x0b\x32\x1d.minitg.gateway.v1.GetHistoryH\x00\x12\x36\n\x0c\x65\x64it_message\x18\n \x01(\x0b\x32\x1e.minitg.gateway.v1.EditMessageH\x00\x12<\n\x0f\x64\x65lete_messages\x18\x0b \x01(\x0b\x32!.minitg.gateway.v1.DeleteMessagesH\x00\x12\x34\n\x0brenew_token\x18\x0c \x01(\x0b\x32\x1d.minitg.gateway.v1.RenewTokenH\x00\x42\t\n\x07payload\"\x06\n\x04Ping\"\"\n\nRenewToken\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\xe0\x03\n\x0bServerFrame\x12(\n\x06update\x18\x01 \x01(\x0b\x32\x16.minitg.chat.v1.UpdateH\x00\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x19.minitg.gateway.v1.ResultH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.minitg.gateway.v1.ErrorH\x00\x12\'\n\x04pong\x18\x04 \x01(\x0b\x32\x17.minitg.gateway.v1.PongH\x00\x12;\n\x0etyping_changed\x18\x05 \x01(\x0b\x32!.minitg.presence.v1.TypingChangedH\x00\x12\x43\n\x12messages_delivered\x18\x06 \x01(\x0b\x32%.minitg.presence.v1.MessagesDeliveredH\x00\x12?\n\x10presence_changed\x18\x07 \x01(\x0b\x32#.minitg.presence.v1.PresenceChangedH\x00\x12)\n\x05hello\x18\x08 \x01(\x0b\x32\x18.minitg.gateway.v1.HelloH\x00\x12-\n\x07goodbye\x18\t \x01(\x0b\x32\x1a.minitg.gateway.v1.GoodbyeH\x00\x42\t\n\x07payload\"\x94\x05\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12<\n\x0csend_message\x18\x02 \x01(\x0b\x32$.minitg.gateway.v1.SendMessageResultH\x00\x12:\n\x0b\x61\x63k_updates\x18\x03 \x01(\x0b\x32#.minitg.gateway.v1.AckUpdatesResultH\x00\x12\x38\n\nset_typing\x18\x05 \x01(\x0b\x32\".minitg.gateway.v1.SetTypingResultH\x00\x12<\n\x0cread_history\x18\x06 \x01(\x0b\x32$.minitg.gateway.v1.ReadHistoryResultH\x00\x12@\n\x0eget_difference\x18\x07 \x01(\x0b\x32&.minitg.gateway.v1.GetDifferenceResultH\x00\x12\x36\n\tget_state\x18\x08 \x01(\x0b\x32!.minitg.gateway.v1.GetStateResultH\x00\x12:\n\x0bget_history\x18\t \x01(\x0b\x32#.minitg.gateway.v1.GetHistoryResultH\x00\x12<\n\x0c\x65\x64it_message\x18\n \x01(\x0b\x32$.minitg.gateway.v1.EditMessageResultH\x00\x12\x42\n\x0f\x64\x65lete_messages\x18\x0b \x01(\x0b\x32\'.minitg.gateway.v1.DeleteMessagesResultH\x00\x12:\n\x0brenew_token\x18\x0c \x01(\x0b\x32#.minitg.gateway.v1.RenewTokenResultH\x00\x42\n\n\x08responseJ\x04\x08\x04\x10\x05\"/\n\x10RenewTokenResult\x12\x1b\n\x13token_expires_at_ms\x18\x01 \x01(\x03\"\xd2\x01\n\x05\x45rror\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x04 \x01(\x05\x12\x11\n\tretryable\x18\x05 \x01(\x08\x12\x38\n\x08metadata\x18\x06 \x03(\x0b\x32&.minitg.gateway.v1.Error.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x04Pong\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x16\n\x0eserver_time_ms\x18\x02 \x01(\x03\"\x83\x02\n\x05Hello\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0eserver_time_ms\x18\x03 \x01(\x03\x12\x1d\n\x15heartbeat_interval_ms\x18\x04 \x01(\x05\x12\x17\n\x0fmax_frame_bytes\x18\x05 \x01(\x05\x12\x1e\n\x16max_in_flight_requests\x18\x06 \x01(\x05\x12$\n\x05state\x18\x07 \x01(\x0b\x32\x15.minitg.chat.v1.State\x12\x1b\n\x13token_expires_at_ms\x18\x08 \x01(\x03\x12\x10\n\x08protocol\x18\t \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\n \x03(\t\"r\n\x07Goodbye\x12*\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1c.minitg.gateway.v1.CloseCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x1a\n\x12reconnect_after_ms\x18\x04 \x01(\x05*\xe5\x03\n\tCloseCode\x12\x1a\n\x16\x43LOSE_CODE_UNSPECIFIED\x10\x00\x12\x16\n\x11\x43LOSE_CODE_NORMAL\x10\xe8\x07\x12\x1a\n\x15\x43LOSE_CODE_GOING_AWAY\x10\xe9\x07\x12\x1e\n\x19\x43LOSE_CODE_PROTOCOL_ERROR\x10\xea\x07\x12 \n\x1b\x43LOSE_CODE_UNSUPPORTED_DATA\x10\xeb\x07\x12\x1f\n\x1a\x43LOSE_CODE_MALFORMED_FRAME\x10\xef\x07\x12 \n\x1b\x43LOSE_CODE_POLICY_VIOLATION\x10\xf0\x07\x12\x1f\n\x1a\x43LOSE_CODE_FRAME_TOO_LARGE\x10\xf1\x07\x12\x1e\n\x19\x43LOSE_CODE_INTERNAL_ERROR\x10\xf3\x07\x12\x1f\n\x1a\x43LOSE_CODE_TRY_AGAIN_LATER\x10\xf5\x07\x12!\n\x1c\x43LOSE_CODE_HEARTBEAT_TIMEOUT\x10\xa0\x1f\x12\x1f\n\x1a\x43LOSE_CODE_SESSION_REVOKED\x10\xa1\x1f\x12 \n\x1b\x43LOSE_CODE_SESSION_REPLACED\x10\xa2\x1f\x12\x1d\n\x18\x43LOSE_CODE_TOKEN_EXPIRED\x10\xa3\x1f\x12\x1c\n\x17\x43LOSE_CODE_RATE_LIMITED\x10\xa8\x1f\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,28 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERROR_METADATAENTRY']._loaded_options = None
   _globals['_ERROR_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_CLOSECODE']._serialized_start=2728
-  _globals['_CLOSECODE']._serialized_end=3213
-  _globals['_CLIENTFRAME']._serialized_start=197
-  _globals['_CLIENTFRAME']._serialized_end=880
-  _globals['_PING']._serialized_start=882
-  _globals['_PING']._serialized_end=888
-  _globals['_RENEWTOKEN']._serialized_start=890
-  _globals['_RENEWTOKEN']._serialized_end=924
-  _globals['_SERVERFRAME']._serialized_start=927
-  _globals['_SERVERFRAME']._serialized_end=1407
-  _globals['_RESULT']._serialized_start=1410
-  _globals['_RESULT']._serialized_end=2069
-  _globals['_RENEWTOKENRESULT']._serialized_start=2071
-  _globals['_RENEWTOKENRESULT']._serialized_end=2118
-  _globals['_ERROR']._serialized_start=2121
-  _globals['_ERROR']._serialized_end=2331
-  _globals['_ERROR_METADATAENTRY']._serialized_start=2284
-  _globals['_ERROR_METADATAENTRY']._serialized_end=2331
-  _globals['_PONG']._serialized_start=2333
-  _globals['_PONG']._serialized_end=2383
-  _globals['_HELLO']._serialized_start=2386
-  _globals['_HELLO']._serialized_end=2609
-  _globals['_GOODBYE']._serialized_start=2611
-  _globals['_GOODBYE']._serialized_end=2725
+  _globals['_CLOSECODE']._serialized_start=2677
+  _globals['_CLOSECODE']._serialized_end=3162
+  _globals['_CLIENTFRAME']._serialized_start=153
+  _globals['_CLIENTFRAME']._serialized_end=792
+  _globals['_PING']._serialized_start=794
+  _globals['_PING']._serialized_end=800
+  _globals['_RENEWTOKEN']._serialized_start=802
+  _globals['_RENEWTOKEN']._serialized_end=836
+  _globals['_SERVERFRAME']._serialized_start=839
+  _globals['_SERVERFRAME']._serialized_end=1319
+  _globals['_RESULT']._serialized_start=1322
+  _globals['_RESULT']._serialized_end=1982
+  _globals['_RENEWTOKENRESULT']._serialized_start=1984
+  _globals['_RENEWTOKENRESULT']._serialized_end=2031
+  _globals['_ERROR']._serialized_start=2034
+  _globals['_ERROR']._serialized_end=2244
+  _globals['_ERROR_METADATAENTRY']._serialized_start=2197
+  _globals['_ERROR_METADATAENTRY']._serialized_end=2244
+  _globals['_PONG']._serialized_start=2246
+  _globals['_PONG']._serialized_end=2296
+  _globals['_HELLO']._serialized_start=2299
+  _globals['_HELLO']._serialized_end=2558
+  _globals['_GOODBYE']._serialized_start=2560
+  _globals['_GOODBYE']._serialized_end=2674
 # @@protoc_insertion_point(module_scope)

@@ -8,10 +8,24 @@ of Signal's WebSocketResources.proto.
 Connecting: the client opens one WebSocket per device and authenticates on the HTTP
 upgrade with `Authorization: Bearer <access token>` or, where a browser cannot set
 headers, the `access_token` query parameter. A failed authentication is answered with an
-HTTP 401 JSON error (proto/README.md) before the WebSocket opens. The client offers the
-subprotocol "minitg.v1" (the server selects it) or none; offering only others is refused
-with an HTTP 400 MALFORMED_REQUEST error. The first frame the server sends is Hello; the
-client sends nothing that needs a reply before it.
+HTTP 401 JSON error (proto/README.md) before the WebSocket opens.
+
+Versions: this is client protocol v1. The client offers the WebSocket subprotocol
+"minitg.v1" and the server selects it. A client offering none gets v1 today; a future v2
+will only ever be chosen when the client offers it, so a v1 client keeps working beside
+it. Offering only subprotocols the server does not speak is refused with an HTTP 400
+MALFORMED_REQUEST error. The first frame the server sends is Hello, naming the protocol
+and the optional features the server speaks; the client sends nothing that needs a reply
+before it.
+
+The contract: the frames of this file and the payloads of messages.proto are the client
+protocol, apart from the services' gRPC requests. The data types they carry (the
+minitg.chat.v1 Message, MessageBody, Update with its events and State; the
+minitg.presence.v1 TypingAction, PresenceChanged, TypingChanged and MessagesDelivered)
+are the product's public vocabulary, shared with the services so that one update is
+encoded once for all its recipients; they follow the same compatibility rule (checked by
+buf breaking): fields are only ever added, never renumbered, retyped or given a new
+meaning.
 
 Requests: a client frame with a non-zero request_id gets exactly one Result or Error
 frame with that request id (GetDifference: one Result per chunk, see Result). Replies can
@@ -53,10 +67,9 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-from minitg.chat.v1 import chat_service_pb2 as _chat_service_pb2
 from minitg.chat.v1 import updates_pb2 as _updates_pb2
+from minitg.gateway.v1 import messages_pb2 as _messages_pb2
 from minitg.presence.v1 import presence_pb2 as _presence_pb2
-from minitg.presence.v1 import presence_service_pb2 as _presence_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -142,7 +155,7 @@ Global___CloseCode: _TypeAlias = CloseCode  # noqa: Y015
 
 @_typing.final
 class ClientFrame(_message.Message):
-    """One frame from the client. The payloads reuse the service request messages where the client sends exactly what the service takes."""
+    """One frame from the client. Each payload is a message of this package (messages.proto), which documents its fields, behaviour and errors."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -161,44 +174,44 @@ class ClientFrame(_message.Message):
     request_id: _builtins.int
     """A client-chosen id, unique among the connection's requests awaiting a reply (a counter from 1 is recommended), echoed in the reply. 0 means "no reply wanted" and is allowed only for ack_updates and set_typing, whose failures then go unreported; any other payload with 0 (ping included) gets an Error with request_id 0 and reason INVALID_FIELD (metadata field "request_id"). A frame reusing an id that is still awaiting its reply is not run and gets an Error with request_id 0 (so the pending request's own reply still matches it), reason INVALID_FIELD, metadata field "request_id" and request_id the reused id in decimal."""
     @_builtins.property
-    def send_message(self) -> _chat_service_pb2.SendMessageRequest:
-        """Send a message (ChatService.SendMessage); replied to with Result.send_message."""
+    def send_message(self) -> _messages_pb2.SendMessage:
+        """Send a message; replied to with Result.send_message."""
 
     @_builtins.property
-    def ack_updates(self) -> _presence_service_pb2.AckUpdatesRequest:
-        """Acknowledge received updates (PresenceService.AckUpdates, session_id left empty); replied to with Result.ack_updates when request_id is non-zero."""
+    def ack_updates(self) -> _messages_pb2.AckUpdates:
+        """Acknowledge received updates for this connection's device; replied to with Result.ack_updates when request_id is non-zero."""
 
     @_builtins.property
     def ping(self) -> Global___Ping:
         """Measure the round trip; replied to with Pong (request_id must not be 0)."""
 
     @_builtins.property
-    def set_typing(self) -> _presence_service_pb2.SetTypingRequest:
-        """Start or stop the typing indicator (PresenceService.SetTyping); replied to with Result.set_typing when request_id is non-zero."""
+    def set_typing(self) -> _messages_pb2.SetTyping:
+        """Start or stop the typing indicator; replied to with Result.set_typing when request_id is non-zero."""
 
     @_builtins.property
-    def read_history(self) -> _chat_service_pb2.ReadHistoryRequest:
-        """Mark a chat read up to a seq (ChatService.ReadHistory); replied to with Result.read_history."""
+    def read_history(self) -> _messages_pb2.ReadHistory:
+        """Mark a chat read up to a seq; replied to with Result.read_history."""
 
     @_builtins.property
-    def get_difference(self) -> _chat_service_pb2.GetDifferenceRequest:
-        """Catch up on missed updates (ChatService.GetDifference); replied to with one Result.get_difference per chunk."""
+    def get_difference(self) -> _messages_pb2.GetDifference:
+        """Catch up on missed updates; replied to with one Result.get_difference per chunk."""
 
     @_builtins.property
-    def get_state(self) -> _chat_service_pb2.GetStateRequest:
-        """Read the current update-log position (ChatService.GetState); replied to with Result.get_state."""
+    def get_state(self) -> _messages_pb2.GetState:
+        """Read the current update-log position; replied to with Result.get_state."""
 
     @_builtins.property
-    def get_history(self) -> _chat_service_pb2.GetHistoryRequest:
-        """Load a page of a chat's history (ChatService.GetHistory); replied to with Result.get_history."""
+    def get_history(self) -> _messages_pb2.GetHistory:
+        """Load a page of a chat's history; replied to with Result.get_history."""
 
     @_builtins.property
-    def edit_message(self) -> _chat_service_pb2.EditMessageRequest:
-        """Edit one of the caller's messages (ChatService.EditMessage); replied to with Result.edit_message."""
+    def edit_message(self) -> _messages_pb2.EditMessage:
+        """Edit one of the caller's messages; replied to with Result.edit_message."""
 
     @_builtins.property
-    def delete_messages(self) -> _chat_service_pb2.DeleteMessagesRequest:
-        """Delete messages (ChatService.DeleteMessages); replied to with Result.delete_messages."""
+    def delete_messages(self) -> _messages_pb2.DeleteMessages:
+        """Delete messages; replied to with Result.delete_messages."""
 
     @_builtins.property
     def renew_token(self) -> Global___RenewToken:
@@ -208,16 +221,16 @@ class ClientFrame(_message.Message):
         self,
         *,
         request_id: _builtins.int = ...,
-        send_message: _chat_service_pb2.SendMessageRequest | None = ...,
-        ack_updates: _presence_service_pb2.AckUpdatesRequest | None = ...,
+        send_message: _messages_pb2.SendMessage | None = ...,
+        ack_updates: _messages_pb2.AckUpdates | None = ...,
         ping: Global___Ping | None = ...,
-        set_typing: _presence_service_pb2.SetTypingRequest | None = ...,
-        read_history: _chat_service_pb2.ReadHistoryRequest | None = ...,
-        get_difference: _chat_service_pb2.GetDifferenceRequest | None = ...,
-        get_state: _chat_service_pb2.GetStateRequest | None = ...,
-        get_history: _chat_service_pb2.GetHistoryRequest | None = ...,
-        edit_message: _chat_service_pb2.EditMessageRequest | None = ...,
-        delete_messages: _chat_service_pb2.DeleteMessagesRequest | None = ...,
+        set_typing: _messages_pb2.SetTyping | None = ...,
+        read_history: _messages_pb2.ReadHistory | None = ...,
+        get_difference: _messages_pb2.GetDifference | None = ...,
+        get_state: _messages_pb2.GetState | None = ...,
+        get_history: _messages_pb2.GetHistory | None = ...,
+        edit_message: _messages_pb2.EditMessage | None = ...,
+        delete_messages: _messages_pb2.DeleteMessages | None = ...,
         renew_token: Global___RenewToken | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ack_updates", b"ack_updates", "delete_messages", b"delete_messages", "edit_message", b"edit_message", "get_difference", b"get_difference", "get_history", b"get_history", "get_state", b"get_state", "payload", b"payload", "ping", b"ping", "read_history", b"read_history", "renew_token", b"renew_token", "send_message", b"send_message", "set_typing", b"set_typing"]  # noqa: Y015
@@ -374,39 +387,39 @@ class Result(_message.Message):
     request_id: _builtins.int
     """The request_id of the request this answers."""
     @_builtins.property
-    def send_message(self) -> _chat_service_pb2.SendMessageResponse:
+    def send_message(self) -> _messages_pb2.SendMessageResult:
         """The reply to send_message."""
 
     @_builtins.property
-    def ack_updates(self) -> _presence_service_pb2.AckUpdatesResponse:
+    def ack_updates(self) -> _messages_pb2.AckUpdatesResult:
         """The reply to ack_updates."""
 
     @_builtins.property
-    def set_typing(self) -> _presence_service_pb2.SetTypingResponse:
+    def set_typing(self) -> _messages_pb2.SetTypingResult:
         """The reply to set_typing."""
 
     @_builtins.property
-    def read_history(self) -> _chat_service_pb2.ReadHistoryResponse:
+    def read_history(self) -> _messages_pb2.ReadHistoryResult:
         """The reply to read_history."""
 
     @_builtins.property
-    def get_difference(self) -> _chat_service_pb2.GetDifferenceResponse:
+    def get_difference(self) -> _messages_pb2.GetDifferenceResult:
         """One chunk of the reply to get_difference."""
 
     @_builtins.property
-    def get_state(self) -> _chat_service_pb2.GetStateResponse:
+    def get_state(self) -> _messages_pb2.GetStateResult:
         """The reply to get_state."""
 
     @_builtins.property
-    def get_history(self) -> _chat_service_pb2.GetHistoryResponse:
+    def get_history(self) -> _messages_pb2.GetHistoryResult:
         """The reply to get_history."""
 
     @_builtins.property
-    def edit_message(self) -> _chat_service_pb2.EditMessageResponse:
+    def edit_message(self) -> _messages_pb2.EditMessageResult:
         """The reply to edit_message."""
 
     @_builtins.property
-    def delete_messages(self) -> _chat_service_pb2.DeleteMessagesResponse:
+    def delete_messages(self) -> _messages_pb2.DeleteMessagesResult:
         """The reply to delete_messages."""
 
     @_builtins.property
@@ -417,15 +430,15 @@ class Result(_message.Message):
         self,
         *,
         request_id: _builtins.int = ...,
-        send_message: _chat_service_pb2.SendMessageResponse | None = ...,
-        ack_updates: _presence_service_pb2.AckUpdatesResponse | None = ...,
-        set_typing: _presence_service_pb2.SetTypingResponse | None = ...,
-        read_history: _chat_service_pb2.ReadHistoryResponse | None = ...,
-        get_difference: _chat_service_pb2.GetDifferenceResponse | None = ...,
-        get_state: _chat_service_pb2.GetStateResponse | None = ...,
-        get_history: _chat_service_pb2.GetHistoryResponse | None = ...,
-        edit_message: _chat_service_pb2.EditMessageResponse | None = ...,
-        delete_messages: _chat_service_pb2.DeleteMessagesResponse | None = ...,
+        send_message: _messages_pb2.SendMessageResult | None = ...,
+        ack_updates: _messages_pb2.AckUpdatesResult | None = ...,
+        set_typing: _messages_pb2.SetTypingResult | None = ...,
+        read_history: _messages_pb2.ReadHistoryResult | None = ...,
+        get_difference: _messages_pb2.GetDifferenceResult | None = ...,
+        get_state: _messages_pb2.GetStateResult | None = ...,
+        get_history: _messages_pb2.GetHistoryResult | None = ...,
+        edit_message: _messages_pb2.EditMessageResult | None = ...,
+        delete_messages: _messages_pb2.DeleteMessagesResult | None = ...,
         renew_token: Global___RenewTokenResult | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ack_updates", b"ack_updates", "delete_messages", b"delete_messages", "edit_message", b"edit_message", "get_difference", b"get_difference", "get_history", b"get_history", "get_state", b"get_state", "read_history", b"read_history", "renew_token", b"renew_token", "response", b"response", "send_message", b"send_message", "set_typing", b"set_typing"]  # noqa: Y015
@@ -564,6 +577,8 @@ class Hello(_message.Message):
     MAX_IN_FLIGHT_REQUESTS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     TOKEN_EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The connection's session (device) id, from the access token."""
     user_id: _builtins.int
@@ -578,9 +593,15 @@ class Hello(_message.Message):
     """How many requests may await a reply at once; one more gets an Error with RATE_LIMITED."""
     token_expires_at_ms: _builtins.int
     """When the connection's access token expires, in Unix milliseconds; send RenewToken before then to keep the connection open. The server allows 30 s of clock skew: it closes with 4003 at its next heartbeat sweep after this time plus 30 s (so up to heartbeat_interval_ms later), and accepts a RenewToken until it does."""
+    protocol: _builtins.str
+    """The client protocol this connection speaks: "minitg.v1", the WebSocket subprotocol the server selected (or would have, when the client offered none)."""
     @_builtins.property
     def state(self) -> _updates_pb2.State:
         """The user's update-log position now, to compare with the client's local pts (a client behind it calls GetDifference); unset when the chat service did not answer in time, and then the client sends GetState itself."""
+
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What this server speaks beyond the base protocol (Ping, SendMessage, AckUpdates, ReadHistory, GetDifference, GetState, GetHistory and pushed updates), in no particular order; a client does not use a feature that is not listed, and ignores names it does not know. "renew_token": RenewToken frames; "edit": EditMessage; "delete": DeleteMessages; "typing": SetTyping and pushed TypingChanged; "presence": pushed PresenceChanged; "receipts": pushed MessagesDelivered."""
 
     def __init__(
         self,
@@ -593,10 +614,12 @@ class Hello(_message.Message):
         max_in_flight_requests: _builtins.int = ...,
         state: _updates_pb2.State | None = ...,
         token_expires_at_ms: _builtins.int = ...,
+        protocol: _builtins.str = ...,
+        features: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "max_frame_bytes", b"max_frame_bytes", "max_in_flight_requests", b"max_in_flight_requests", "server_time_ms", b"server_time_ms", "session_id", b"session_id", "state", b"state", "token_expires_at_ms", b"token_expires_at_ms", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "heartbeat_interval_ms", b"heartbeat_interval_ms", "max_frame_bytes", b"max_frame_bytes", "max_in_flight_requests", b"max_in_flight_requests", "protocol", b"protocol", "server_time_ms", b"server_time_ms", "session_id", b"session_id", "state", b"state", "token_expires_at_ms", b"token_expires_at_ms", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,10 +8,24 @@ of Signal's WebSocketResources.proto.
 Connecting: the client opens one WebSocket per device and authenticates on the HTTP
 upgrade with `Authorization: Bearer <access token>` or, where a browser cannot set
 headers, the `access_token` query parameter. A failed authentication is answered with an
-HTTP 401 JSON error (proto/README.md) before the WebSocket opens. The client offers the
-subprotocol "minitg.v1" (the server selects it) or none; offering only others is refused
-with an HTTP 400 MALFORMED_REQUEST error. The first frame the server sends is Hello; the
-client sends nothing that needs a reply before it.
+HTTP 401 JSON error (proto/README.md) before the WebSocket opens.
+
+Versions: this is client protocol v1. The client offers the WebSocket subprotocol
+"minitg.v1" and the server selects it. A client offering none gets v1 today; a future v2
+will only ever be chosen when the client offers it, so a v1 client keeps working beside
+it. Offering only subprotocols the server does not speak is refused with an HTTP 400
+MALFORMED_REQUEST error. The first frame the server sends is Hello, naming the protocol
+and the optional features the server speaks; the client sends nothing that needs a reply
+before it.
+
+The contract: the frames of this file and the payloads of messages.proto are the client
+protocol, apart from the services' gRPC requests. The data types they carry (the
+minitg.chat.v1 Message, MessageBody, Update with its events and State; the
+minitg.presence.v1 TypingAction, PresenceChanged, TypingChanged and MessagesDelivered)
+are the product's public vocabulary, shared with the services so that one update is
+encoded once for all its recipients; they follow the same compatibility rule (checked by
+buf breaking): fields are only ever added, never renumbered, retyped or given a new
+meaning.
 
 Requests: a client frame with a non-zero request_id gets exactly one Result or Error
 frame with that request id (GetDifference: one Result per chunk, see Result). Replies can
