@@ -12,7 +12,6 @@ Error frames with the service's reason; the connection stays open.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -31,8 +30,9 @@ from gateway.relays import AckRelay, SendRelay
 from gateway.ws_hub import Connection
 from svckit import metrics, tracing
 from svckit.authn import Authenticator
-from svckit.errors import DomainError, ErrorDetails, PermissionDenied, details_from_rpc_error
+from svckit.errors import RETRY_AFTER_KEY, ErrorDetails, PermissionDenied, error_details
 from svckit.logs import bind_request_id
+from svckit.reasons import Reason
 
 log = logging.getLogger("minitg.gateway.ws")
 
@@ -43,19 +43,18 @@ _ACKED, _TYPING_SET = messages_pb2.AckUpdatesResult(), messages_pb2.SetTypingRes
 
 
 def error_frame(request_id: int, details: ErrorDetails) -> bytes:
+    """Render ``details`` as an Error frame: the retry wait only in ``retry_after_ms``, not
+    repeated in metadata; RATE_LIMITED is retryable (after that wait)."""
     metadata = details.metadata
-    retry_ms = metadata.get("retry_after_ms", "0")
-    if "retry_after_ms" in metadata:  # Error.retry_after_ms carries it; not repeated
-        metadata = {k: v for k, v in metadata.items() if k != "retry_after_ms"}
+    if RETRY_AFTER_KEY in metadata:
+        metadata = {k: v for k, v in metadata.items() if k != RETRY_AFTER_KEY}
     return frames_pb2.ServerFrame(
         error=frames_pb2.Error(
             request_id=request_id,
             reason=details.reason,
-            message=details.message
-            if details.code != grpc.StatusCode.INTERNAL
-            else "internal error",
-            retry_after_ms=int(retry_ms) if retry_ms.isdigit() else 0,
-            retryable=details.retryable or details.reason == "RATE_LIMITED",
+            message=details.message,
+            retry_after_ms=details.retry_after_ms,
+            retryable=details.retryable or details.reason == Reason.RATE_LIMITED,
             metadata=dict(metadata),
         )
     ).SerializeToString()
@@ -65,7 +64,7 @@ def invalid(
     request_id: int, field: str, message: str, more: Mapping[str, str] | None = None
 ) -> bytes:
     metadata = {"field": field} | dict(more or {})
-    details = ErrorDetails(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", message, metadata)
+    details = ErrorDetails.for_reason(Reason.INVALID_FIELD, message, metadata)
     return error_frame(request_id, details)
 
 
@@ -123,17 +122,17 @@ class Dispatcher:
             conn.push(frames_pb2.ServerFrame(pong=pong).SerializeToString(), "pong")
             return None
         if len(pending) >= self._max_in_flight:
-            details = ErrorDetails(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED",
-                "too many requests in flight on this connection", {"retry_after_ms": "100"},
-            )  # fmt: skip
+            details = ErrorDetails.for_reason(
+                Reason.RATE_LIMITED,
+                "too many requests in flight on this connection",
+                {RETRY_AFTER_KEY: "100"},
+            )
             conn.push(error_frame(rid, details), "error")
             return None
         if kind == "send_message" and self._sends >= self._max_sends:
-            details = ErrorDetails(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED",
-                "the server is busy; retry shortly", {"retry_after_ms": "200"},
-            )  # fmt: skip
+            details = ErrorDetails.for_reason(
+                Reason.RATE_LIMITED, "the server is busy; retry shortly", {RETRY_AFTER_KEY: "200"}
+            )
             conn.push(error_frame(rid, details), "error")
             metrics.SENDS_SHED.inc()
             return None
@@ -251,18 +250,10 @@ class Dispatcher:
 
 
 def _unknown_frame(rid: int) -> bytes:
-    details = ErrorDetails(
-        grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_FRAME", "this server does not know that request"
-    )
+    message = "this server does not know that request"
+    details = ErrorDetails.for_reason(Reason.UNKNOWN_FRAME, message)
     return error_frame(rid, details)
 
 
 def _details_of(exc: BaseException) -> ErrorDetails:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return details_from_rpc_error(exc)
-    if isinstance(exc, DomainError):
-        return ErrorDetails(exc.code, exc.reason, exc.message, exc.metadata)
-    if isinstance(exc, asyncio.CancelledError):
-        raise exc
-    log.exception("unexpected error handling a WebSocket request", exc_info=exc)
-    return ErrorDetails(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
+    return error_details(exc, "a WebSocket request", relay=True)

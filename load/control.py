@@ -22,6 +22,7 @@ from minitg.chat.v1 import chat_pb2, updates_pb2
 from minitg.gateway.v1 import frames_pb2, messages_pb2
 
 from load.procstat import raise_nofile
+from svckit.reasons import Reason
 
 
 class FanOut:
@@ -121,7 +122,7 @@ def _answer(hub: FanOut, user_id: int, frame: frames_pb2.ClientFrame) -> bytes |
         )
         out = frames_pb2.ServerFrame(result=frames_pb2.Result(request_id=rid, get_difference=diff))
     else:
-        error = frames_pb2.Error(request_id=rid, reason="UNKNOWN_FRAME", message=str(kind))
+        error = frames_pb2.Error(request_id=rid, reason=Reason.UNKNOWN_FRAME, message=str(kind))
         out = frames_pb2.ServerFrame(error=error)
     return bytes(out.SerializeToString())
 
