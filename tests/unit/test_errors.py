@@ -132,3 +132,20 @@ def test_a_downstream_failure_passes_only_through_a_relay(
     assert "INTERNAL" == own.reason
     assert "UNAVAILABLE" == unavailable.reason
     assert 1 == len(caplog.records)
+
+
+def test_a_websocket_request_hit_by_an_outage_gets_unavailable() -> None:
+    """The WebSocket dispatcher maps through error_details: an outage is a retryable
+    UNAVAILABLE Error with retry_after_ms, not INTERNAL."""
+    from minitg.gateway.v1 import frames_pb2
+
+    from gateway.ws_dispatch import _details_of, error_frame
+
+    frame = frames_pb2.ServerFrame.FromString(error_frame(3, _details_of(BusUnavailable("x"))))
+    error = frame.error
+    assert ("UNAVAILABLE", True, 1000, {}) == (
+        error.reason,
+        error.retryable,
+        error.retry_after_ms,
+        dict(error.metadata),
+    )
