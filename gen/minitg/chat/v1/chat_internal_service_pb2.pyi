@@ -171,7 +171,7 @@ class ItemError(_message.Message):
     """A human-readable English description for logs and developers; not for display and not to be parsed."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """The ErrorInfo metadata the reason defines (for example field for INVALID_FIELD); empty when it defines none."""
+        """The error metadata the reason defines (proto/README.md), field for INVALID_FIELD and retry_after_ms included (a per-item error has no room for google.rpc details); empty when it defines none."""
 
     def __init__(
         self,

@@ -517,7 +517,7 @@ class Error(_message.Message):
     """True when sending the same request again later may succeed (after retry_after_ms when set), as for RATE_LIMITED, UNAVAILABLE and DEADLINE_EXCEEDED; false when it will fail the same way."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """The ErrorInfo metadata the reason defines, such as field for INVALID_FIELD, a path relative to the request frame's payload as the client sent it (client_msg_id, body.text); retry_after_ms is never repeated here (it has its own field). Empty when the reason defines none."""
+        """The error metadata the reason defines (proto/README.md), such as field for INVALID_FIELD, a path relative to the request frame's payload as the client sent it (client_msg_id, body.text); retry_after_ms is never repeated here (it has its own field). Empty when the reason defines none."""
 
     def __init__(
         self,

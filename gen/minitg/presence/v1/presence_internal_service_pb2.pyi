@@ -138,7 +138,7 @@ class RelayAckResult(_message.Message):
     """A human-readable English description of the refusal for logs and developers; empty when it was stored."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """The ErrorInfo metadata the reason defines (for example field for INVALID_FIELD)."""
+        """The error metadata the reason defines (proto/README.md), field for INVALID_FIELD and retry_after_ms included (a per-item error has no room for google.rpc details)."""
 
     def __init__(
         self,
