@@ -88,7 +88,9 @@ async def test_rest_chat_changes_leave_no_gap_on_the_acting_socket(
                     json={"kind": "CHAT_KIND_DIRECT", "peer_user_id": bob.user_id},
                 )  # fmt: skip
                 assert (direct["chat"]["id"], 0, 0) == (
-                    again["chat"]["id"], again["pts"], again["pts_count"]
+                    again["chat"]["id"],
+                    again["pts"],
+                    again["pts_count"],
                 )
                 group = await rest.call(
                     "POST", "/v1/chats", token=token,
