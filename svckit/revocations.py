@@ -13,7 +13,7 @@ forgets (a Redis restart without persistence, a flush, an eviction) must not bri
 revoked session back, so the list carries a sentinel key, written by the auth service
 only after it has (re)built the list from its database. Readers fetch the sentinel in the
 same MGET as the ids they check: while it is absent, an id not on the list is "unknown"
-(``None``) and the reader asks ``AuthService.CheckSession``, as it does when the store is
+(``None``) and the reader asks ``AuthInternalService.CheckSession``, as it does when the store is
 unreachable. The auth service notices a missing sentinel within a second and rebuilds
 (``auth_service.usecases.revocation_keeper``). A store restarted from an older snapshot keeps the
 sentinel but loses the latest entries: a version counter, incremented by every add, then

@@ -24,7 +24,8 @@ class _Stamp(logging.Filter):
 async def test_one_request_id_across_every_hop(
     shape: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The gateway, the chat service, the relay and the consumer log the send's request id."""
+    """The gateway, the chat service, the outbox's publisher and the consumer log the send's
+    request id."""
     caplog.handler.addFilter(_Stamp())
     async with running_system(shape, tmp_path) as system:
         ann, bob, chat = await direct_pair(system)
@@ -42,6 +43,6 @@ async def test_one_request_id_across_every_hop(
     assert {
         "minitg.gateway.ws",
         "minitg.grpc",
-        "minitg.chat.outbox",
+        "minitg.delivery",  # the outbox relay's PodPublisher
         "minitg.gateway.delivery",
     } <= hops
