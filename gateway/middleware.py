@@ -127,6 +127,12 @@ async def harden_headers(request: web.Request, response: web.StreamResponse) -> 
     keep any of them: ``Cache-Control: no-store`` unless a handler chose otherwise.
     """
     response.headers["Server"] = SERVER_NAME
+    if isinstance(response, web.WebSocketResponse):
+        # A 101 carries no document to sniff, frame or cache, and its headers live as
+        # long as the socket: five more per socket were ~1 KB of a gateway's memory per
+        # connection (load/README.md, 2026-12-07). A refused upgrade is a JSON answer and
+        # gets them all.
+        return
     response.headers.update(SECURITY_HEADERS)
     if request.path == "/docs" or request.path.startswith("/docs/"):
         response.headers["Content-Security-Policy"] = DOCS_CSP

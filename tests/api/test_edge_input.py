@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.api.auth_client import Reply, Rest
@@ -215,6 +216,23 @@ async def test_answers_carry_security_headers_and_no_store(rest_system: RestFact
         for name, reply in replies.items():
             got = {k: reply.headers.get(k) for k in [*_SECURITY_HEADERS, "Cache-Control"]}
             assert _SECURITY_HEADERS | {"Cache-Control": "no-store"} == got, name
+
+
+async def test_websocket_upgrade_names_no_server_version(rest_system: RestFactory) -> None:
+    """The 101 of a WebSocket upgrade says Server: minitg and nothing else of ours (its
+    headers live as long as the socket); a refused upgrade carries every security header."""
+    async with rest_system() as (system, rest):
+        reg = await rest.register("ws101")
+        url = system.http_url.replace("http", "ws") + "/v1/ws"
+        async with aiohttp.ClientSession() as session:
+            auth = {"Authorization": f"Bearer {reg.body['access_token']}"}
+            async with session.ws_connect(url, headers=auth) as ws:
+                assert "minitg" == ws._response.headers.get("Server")
+                assert ws._response.headers.get("X-Content-Type-Options") is None
+        refused = await rest.call("GET", "/v1/ws")
+        assert 401 == refused.status
+        got = {k: refused.headers.get(k) for k in _SECURITY_HEADERS}
+        assert _SECURITY_HEADERS == got
 
 
 @pytest.mark.parametrize(
