@@ -1,17 +1,16 @@
-"""A Redis server of the test's own (a free port, no persistence), so a test can stop and
-restart it without disturbing the shared one on 6379 that every other test uses."""
+"""A Redis server of the test's own (a free port, no persistence), so an api or e2e test can restart
+it, which empties it as a real restart does, without touching the shared one on 6379."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from svckit.netports import free_port
 
 
 def _port_open(port: int) -> bool:
@@ -21,37 +20,43 @@ def _port_open(port: int) -> bool:
 
 
 class PrivateRedis:
-    """Start, stop and restart one redis-server subprocess; it keeps its port."""
+    """Start, stop and restart one extra ``redis-server``; it keeps nothing across restarts."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
+        self.base = Path(tempfile.mkdtemp(prefix="minitg-redis-"))
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20) -> None:
-        self._process = subprocess.Popen(
+        if _port_open(self.port):
+            raise RuntimeError(f"port {self.port} is taken")
+        log = (self.base / "server.out").open("ab")
+        self._proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--save", "", "--appendonly", "no", "--dir", str(self.base)],
+            stdout=log, stderr=log,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while not _port_open(self.port):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"private redis-server on port {self.port} did not start")
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                raise RuntimeError(f"private Redis did not start:\n{self.output()}")
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM) and wait until its port is closed."""
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10)
-        self._process = None
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
 
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def output(self) -> str:
+        path = self.base / "server.out"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)

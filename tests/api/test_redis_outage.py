@@ -37,7 +37,7 @@ def private_redis() -> AsyncIterator[PrivateRedis]:
     try:
         yield server  # type: ignore[misc]
     finally:
-        server.stop()
+        server.remove()
 
 
 @pytest_asyncio.fixture

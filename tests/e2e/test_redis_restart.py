@@ -17,8 +17,8 @@ import pytest
 
 from svckit.backends import open_database
 from tests.e2e.cluster import Cluster, distributed_cluster
-from tests.e2e.private_redis import PrivateRedis
 from tests.e2e.test_messaging import _direct_pair, _drain
+from tests.private_redis import PrivateRedis
 from tgclient import MinitgClient
 from tgclient.errors import ConnectionClosed, RequestFailed
 

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as redis_client
 
 from tests.e2e.cluster import distributed_cluster
-from tests.e2e.private_redis import PrivateRedis
+from tests.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.e2e
 
